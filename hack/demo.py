@@ -249,8 +249,87 @@ def show_modelserver(
             },
         }
         kubectl("apply", "-n", NAMESPACE, "-f", "-", input_text=yaml.safe_dump(bad), check=False)
+        if local:
+            show_memory_guard(kubectl, api)
         if operator.poll() is not None:
             print(log.read_text())
+
+
+LEAK = 'Quantity("100Mi") + Quantity("1Mi") * pod.SinceSecond()'
+SAWTOOTH = 'Quantity("300Mi") + Quantity("100Mi") * (double(int(pod.SinceSecond()) % 60) / 60.0)'
+
+
+def show_memory_guard(kubectl: Kubectl, api: object) -> None:
+    """Two replicas; kwok makes one leak 60 MiB/min and the other saw up and down.
+    The guard judges from five minutes of samples and evicts only the leaking one."""
+    from tests.integration.fleet import create_resource_usage, load_example
+
+    say(
+        "The memory guard: a fleet of two where one pod leaks 60 MiB/min (about seven "
+        "minutes to watch; Ctrl-C stops the demo)"
+    )
+    manifest = load_example("minimal")
+    manifest["metadata"]["name"] = "leaky"
+    manifest["spec"]["replicas"] = 2
+    manifest["spec"]["memoryGuard"] = {"sampleIntervalSeconds": 10, "warmupSeconds": 0}
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", input_text=yaml.safe_dump(manifest))
+    kubectl("wait", "--for=condition=Ready", "ms/leaky", "-n", NAMESPACE, "--timeout=120s")
+    pods = kubectl(
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        "serving.tfops.dev/modelserver=leaky",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+        show=False,
+    ).split()
+    leaking, healthy = sorted(pods)
+    create_resource_usage(api, NAMESPACE, leaking, LEAK)  # type: ignore[arg-type]
+    create_resource_usage(api, NAMESPACE, healthy, SAWTOOTH)  # type: ignore[arg-type]
+    print(f"    {leaking} leaks; {healthy} is healthy (sawtooth between 300 and 400 MiB)")
+    deadline = time.monotonic() + 720
+    while time.monotonic() < deadline:
+        time.sleep(30)
+        kubectl(
+            "top", "pods", "-n", NAMESPACE, "-l", "serving.tfops.dev/modelserver=leaky", check=False
+        )
+        restarts = kubectl(
+            "get",
+            "ms",
+            "leaky",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.status.memoryGuard.restartsTotal}",
+            show=False,
+            check=False,
+        ).strip()
+        if restarts and restarts != "0":
+            break
+    say("What the guard saw and did: the condition, the Events, the restart in status")
+    kubectl(
+        "get",
+        "ms",
+        "leaky",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={range .status.conditions[?(@.type=='MemoryLeakSuspected')]}"
+        "{.type}={.status}: {.message}{'\\n'}{end}{.status.memoryGuard}{'\\n'}",
+    )
+    kubectl(
+        "get",
+        "events",
+        "-n",
+        NAMESPACE,
+        "--field-selector",
+        "involvedObject.name=leaky",
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    )
+    kubectl("get", "ms", "leaky", "-n", NAMESPACE)
 
 
 def main() -> int:

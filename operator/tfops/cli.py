@@ -20,6 +20,7 @@ def _run_operator(args: argparse.Namespace) -> int:
         resync_seconds=args.resync_seconds,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        guard_checkpoint_seconds=args.guard_checkpoint_seconds,
     )
     return run_operator(
         operator_config,
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-host", default="0.0.0.0", help="metrics bind address")
     run.add_argument(
         "--metrics-port", type=int, default=8080, help="metrics port, 0 for none (default 8080)"
+    )
+    run.add_argument(
+        "--guard-checkpoint-seconds",
+        type=float,
+        default=300.0,
+        help="save the memory guard's pod histories this often, so a restart of the "
+        "operator keeps them (default %(default)s)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     run.set_defaults(handler=_run_operator)

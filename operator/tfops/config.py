@@ -19,6 +19,9 @@ class OperatorConfig:
     # Prometheus metrics of the operator; port 0 turns them off.
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080
+    # How often the memory guard saves each fleet's pod histories (one ConfigMap
+    # write per ModelServer), so an operator restart does not forget a leak.
+    guard_checkpoint_seconds: float = 300.0
 
 
 _current = OperatorConfig()

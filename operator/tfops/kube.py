@@ -81,6 +81,16 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def read(api: client.ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """One object, or None when there is none."""
+    try:
+        return dict(_call(api, "GET", _path(kind, namespace, name)))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def hand_over_field(api: client.ApiClient, obj: dict[str, Any], manager: str) -> None:
     """Apply `obj` (a partial object) under another field manager, so that field
     survives when tfops stops applying it (SSA would otherwise delete it)."""

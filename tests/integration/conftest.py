@@ -13,11 +13,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.fleet import CRD_FILE, OperatorProcess, create_models_claim
+from tests.integration.guard_scenarios import GuardScenarios
 from tests.standin.tfserving import TFServingStandIn
 from tests.support import wait_for
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster
 from tfops.devcluster.cli import find_control_plane
+
+GUARD_TESTS = Path(__file__).parent / "test_memory_guard.py"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,6 +28,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.integration)
+    # The memory-guard scenarios take minutes of real time: they start with the
+    # first integration test and are checked last, while the rest runs.
+    guard = [item for item in items if Path(item.fspath) == GUARD_TESTS]
+    items[:] = [item for item in items if item not in guard] + guard
+
+
+@pytest.fixture(scope="session")
+def guard_scenarios() -> Iterator[GuardScenarios]:
+    workdir = os.environ.get("TFOPS_TEST_WORKDIR")
+    with LocalCluster(
+        find_control_plane(), Path(workdir) / "guard" if workdir else None, log=print
+    ) as local:
+        scenarios = GuardScenarios(local, config.new_client_from_config(str(local.kubeconfig)))
+        try:
+            scenarios.start()
+            yield scenarios
+        finally:
+            scenarios.stop()
+
+
+@pytest.fixture(autouse=True)
+def _start_guard_scenarios_early(request: pytest.FixtureRequest) -> None:
+    if any(Path(item.fspath) == GUARD_TESTS for item in request.session.items):
+        request.getfixturevalue("guard_scenarios")
 
 
 @pytest.fixture(scope="session")

@@ -13,22 +13,25 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from tfops import kube, metrics
+from tfops import config, kube, metrics
 from tfops.handlers import modelserver
 from tfops.memory.detector import History
 from tfops.memory.guard import (
     FLEETS,
     FleetWatch,
     PodWatch,
+    checkpoint_config_map,
+    checkpoint_name,
     describe_leak,
     restart_decision,
     restart_record,
+    restore_pod,
     settings_for,
 )
 from tfops.memory.policy import LeakTracker
 from tfops.model import MemoryGuard, parse_spec
 from tfops.quantity import parse_bytes
-from tfops.render.common import CONTAINER_NAME, OWNER_LABEL
+from tfops.render.common import CONTAINER_NAME, OWNER_LABEL, Owner
 from tfops.schema import SpecInvalid
 from tfops.status import pod_ready
 
@@ -50,6 +53,23 @@ def _limit(pod: dict[str, Any]) -> float | None:
             memory = (container.get("resources") or {}).get("limits", {}).get("memory")
             return float(parse_bytes(memory)) if memory else None
     return None
+
+
+def _container_state(pod: dict[str, Any]) -> tuple[int, bool, float | None]:
+    """(restart count, whether the last restart was an OOM kill, epoch seconds the
+    running process started) of the serving container."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != CONTAINER_NAME:
+            continue
+        terminated = (status.get("lastState") or {}).get("terminated") or {}
+        running = (status.get("state") or {}).get("running") or {}
+        started = running.get("startedAt") or (pod.get("status") or {}).get("startTime")
+        return (
+            int(status.get("restartCount", 0)),
+            terminated.get("reason") == "OOMKilled",
+            _epoch(started) if started else None,
+        )
+    return 0, False, None
 
 
 def _working_set(metrics_item: dict[str, Any]) -> float | None:
@@ -95,6 +115,8 @@ class MemoryGuardLoop:
                 fleet = FLEETS[key] = FleetWatch(
                     restarts=list(known.get("restarts") or []),
                     restarts_total=int(known.get("restartsTotal", 0)),
+                    last_checkpoint=now,
+                    saved=self.saved_histories(*key),
                 )
             if not guard.enabled or now - fleet.last_sampled < guard.sample_interval_seconds:
                 continue
@@ -105,6 +127,68 @@ class MemoryGuardLoop:
                 logger.warning("Could not sample %s/%s: %s", *key, kube.error_message(error))
         for gone in set(FLEETS) - seen:
             FLEETS.pop(gone, None)
+
+    def saved_histories(self, namespace: str, name: str) -> dict[str, str]:
+        """Pod histories a previous operator process saved (read once per fleet)."""
+        try:
+            saved = kube.read(modelserver.api(), "ConfigMap", namespace, checkpoint_name(name))
+        except ApiException as error:
+            logger.warning(
+                "Could not read the saved memory histories of %s/%s: %s",
+                namespace,
+                name,
+                kube.error_message(error),
+            )
+            return {}
+        return dict((saved or {}).get("data") or {})
+
+    def checkpoint(self, body: dict[str, Any], fleet: FleetWatch, now: float) -> None:
+        period = config.current().guard_checkpoint_seconds
+        if not fleet.pods or now - fleet.last_checkpoint < period:
+            return
+        meta = body["metadata"]
+        owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+        try:
+            kube.apply(modelserver.api(), checkpoint_config_map(owner, fleet))
+        except ApiException as error:
+            logger.warning(
+                "Could not save the memory histories of %s/%s: %s",
+                owner.namespace,
+                owner.name,
+                kube.error_message(error),
+            )
+            return
+        fleet.last_checkpoint = now
+
+    def watch_pod(
+        self, fleet: FleetWatch, pod_name: str, pod: dict[str, Any], guard: MemoryGuard
+    ) -> PodWatch | None:
+        """The pod's watch, created (or restored from a checkpoint) on first sight,
+        restarted with a fresh history when its container restarted."""
+        detector, policy = settings_for(guard)
+        uid = pod["metadata"].get("uid", "")
+        restart_count, oom_killed, process_started = _container_state(pod)
+        if process_started is None:
+            return None
+        watch = fleet.pods.get(pod_name)
+        if watch is None:
+            saved = fleet.saved.pop(pod_name, None)
+            watch = saved and restore_pod(saved, uid=uid, detector=detector, policy=policy)
+            if not watch:
+                watch = PodWatch(
+                    uid,
+                    process_started,
+                    detector,
+                    LeakTracker(policy),
+                    History(detector),
+                    restart_count=restart_count,
+                )
+            fleet.pods[pod_name] = watch
+        if restart_count > watch.restart_count:
+            watch.process_restarted(
+                restart_count=restart_count, oom_killed=oom_killed, started_at=process_started
+            )
+        return watch
 
     def sample(
         self, body: dict[str, Any], guard: MemoryGuard, fleet: FleetWatch, now: float
@@ -119,23 +203,18 @@ class MemoryGuardLoop:
             m["metadata"]["name"]: m
             for m in kube.list_pod_metrics(api, namespace, f"{OWNER_LABEL}={name}")
         }
-        detector, policy = settings_for(guard)
         for pod_name in set(fleet.pods) - set(pods):
             fleet.pods.pop(pod_name)
+            fleet.held.pop(pod_name, None)
             metrics.forget_pod(namespace, pod_name)
         for pod_name, pod in pods.items():
-            started = (pod.get("status") or {}).get("startTime")
             limit, reading = _limit(pod), readings.get(pod_name)
-            if not started or not limit or reading is None:
+            if not limit or reading is None:
                 continue
             working_set = _working_set(reading)
-            if working_set is None:
+            watch = self.watch_pod(fleet, pod_name, pod, guard)
+            if working_set is None or watch is None:
                 continue
-            watch = fleet.pods.get(pod_name)
-            if watch is None:
-                watch = fleet.pods[pod_name] = PodWatch(
-                    _epoch(started), detector, LeakTracker(policy), History(detector)
-                )
             was_leaking = bool(watch.verdict and watch.verdict.leaking)
             wants_restart = watch.add(
                 reading["timestamp"], _epoch(reading["timestamp"]), working_set, limit
@@ -153,6 +232,7 @@ class MemoryGuardLoop:
                 )
             if wants_restart:
                 self.restart(body, guard, fleet, pod_name=pod_name, pods=pods, now=now)
+        self.checkpoint(body, fleet, now)
 
     def restart(
         self,
@@ -181,6 +261,15 @@ class MemoryGuardLoop:
         )
         if decision.action is None:
             logger.info("Did not restart %s/%s yet: %s", namespace, pod_name, decision.reason)
+            if decision.held and fleet.held.get(pod_name) != decision.reason:
+                fleet.held[pod_name] = decision.reason
+                kube.post_event(
+                    modelserver.api(),
+                    body,
+                    kind="Warning",
+                    reason="LeakRestartHeld",
+                    message=f"Not restarting leaking pod {pod_name}: {decision.reason}",
+                )
             return
         api = modelserver.api()
         when = _now_iso()

@@ -62,6 +62,8 @@ class DetectorSettings:
     # Growth that would need longer than this to reach the limit is not a leak
     # worth a verdict (slow enough to be a cache still warming).
     horizon_seconds: float = 7 * 24 * 3600.0
+    # Two OOM kills whose growth rates agree within this factor make a leak.
+    oom_slope_agreement: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -233,3 +235,44 @@ def judge(samples: Sequence[Sample], settings: DetectorSettings | None = None) -
             return Verdict(last.seconds, True, slope, remaining / slope, usage, reason)
         reasons.append(reason)
     return Verdict(last.seconds, False, 0.0, None, usage, reasons[0] if reasons else "no data")
+
+
+def growth_slope(
+    samples: Sequence[Sample], settings: DetectorSettings, span: float = 900.0
+) -> float:
+    """The floor's Theil-Sen slope over the last `span` seconds, significant or not:
+    how fast a process was growing when it was OOM-killed."""
+    if len(samples) < 2:
+        return 0.0
+    end = samples[-1].seconds
+    start = max(end - span, samples[0].seconds)
+    if end <= start:
+        return 0.0
+    xs, ys = lower_envelope(samples, start, end, settings.buckets)
+    return theil_sen(xs, ys) if len(ys) >= 3 else 0.0
+
+
+def repeated_oom_verdict(
+    last: Sample, oom_slopes: Sequence[float], settings: DetectorSettings
+) -> Verdict | None:
+    """A process OOM-killed twice while growing at about the same rate is leaking
+    that way again: no need to wait for a window to fill. None without that evidence
+    (or during the new process's warm-up)."""
+    if len(oom_slopes) < 2 or last.seconds < settings.warmup_seconds:
+        return None
+    before, latest = oom_slopes[-2:]
+    if min(before, latest) <= 0 or max(before, latest) > settings.oom_slope_agreement * min(
+        before, latest
+    ):
+        return None
+    slope = (before + latest) / 2
+    usage = last.working_set / last.limit if last.limit else 0.0
+    remaining = max(0.0, last.limit - last.working_set)
+    return Verdict(
+        last.seconds,
+        True,
+        slope,
+        remaining / slope,
+        usage,
+        f"OOM-killed {len(oom_slopes)} times while growing about {slope * 60 / 2**20:.1f} MiB/min",
+    )

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfops.memory.detector import DetectorSettings, History, Sample, Verdict, judge
+from tfops.memory.detector import (
+    DetectorSettings,
+    History,
+    Sample,
+    Verdict,
+    growth_slope,
+    judge,
+    repeated_oom_verdict,
+)
 from tfops.memory.policy import LeakTracker, PolicySettings
 from tfops.model import MemoryGuard
+from tfops.render.common import MANAGED_BY, Owner
 
 BACKOFF_SECONDS = 300.0
+OOM_SLOPES_KEPT = 5
 
 
 def settings_for(guard: MemoryGuard) -> tuple[DetectorSettings, PolicySettings]:
@@ -24,24 +35,45 @@ def settings_for(guard: MemoryGuard) -> tuple[DetectorSettings, PolicySettings]:
 
 @dataclass
 class PodWatch:
-    """One serving pod's history and latest verdict."""
+    """One serving pod's history and latest verdict. Times are seconds since the
+    serving process started (the container restarts after an OOM kill)."""
 
-    started_at: float  # epoch seconds
+    uid: str
+    started_at: float  # epoch seconds the serving process started
     detector: DetectorSettings
     tracker: LeakTracker
     history: History
+    restart_count: int = 0
+    # Growth rates (bytes/s) at the container's OOM kills, oldest first.
+    oom_slopes: list[float] = field(default_factory=list)
     last_reading: str = ""
     verdict: Verdict | None = None
 
     def add(self, reading_time: str, epoch: float, working_set: float, limit: float) -> bool:
         """Add a reading (once per metrics timestamp); True when the policy says
         the pod should be restarted now."""
-        if reading_time == self.last_reading:
+        if reading_time == self.last_reading or epoch < self.started_at:
             return False
         self.last_reading = reading_time
-        self.history.add(Sample(epoch - self.started_at, working_set, limit))
-        self.verdict = judge(self.history.samples(), self.detector)
-        return self.tracker.observe(self.verdict)
+        sample = Sample(epoch - self.started_at, working_set, limit)
+        self.history.add(sample)
+        verdict = judge(self.history.samples(), self.detector)
+        if not verdict.leaking:
+            verdict = repeated_oom_verdict(sample, self.oom_slopes, self.detector) or verdict
+        self.verdict = verdict
+        return self.tracker.observe(verdict)
+
+    def process_restarted(self, *, restart_count: int, oom_killed: bool, started_at: float) -> None:
+        """The container restarted: keep how fast it grew if the kernel killed it,
+        and start a fresh history (a new process, with its own warm-up)."""
+        if oom_killed:
+            slope = growth_slope(self.history.samples(), self.detector)
+            self.oom_slopes = [*self.oom_slopes, slope][-OOM_SLOPES_KEPT:]
+        self.restart_count = restart_count
+        self.started_at = started_at
+        self.history = History(self.detector)
+        self.tracker = LeakTracker(self.tracker.settings)
+        self.verdict = None
 
 
 @dataclass
@@ -52,6 +84,11 @@ class FleetWatch:
     restarts: list[dict[str, Any]] = field(default_factory=list)
     restarts_total: int = 0
     last_sampled: float = 0.0
+    last_checkpoint: float = 0.0
+    # The saved state of pods not yet seen since this operator started.
+    saved: dict[str, str] = field(default_factory=dict)
+    # Per pod, the last reason a restart was held back (reported once).
+    held: dict[str, str] = field(default_factory=dict)
 
     def leaks(self) -> dict[str, Verdict]:
         return {
@@ -65,6 +102,9 @@ class FleetWatch:
 class Decision:
     action: str | None  # "evict", "rollout" or None
     reason: str
+    # Held back by the hourly cap or the back-off (worth telling users), not by a
+    # passing state such as a pod still starting.
+    held: bool = False
 
 
 def restart_decision(
@@ -86,11 +126,14 @@ def restart_decision(
             None,
             f"{len(recent)} leak restarts in the last hour already "
             f"(maxRestartsPerHour {guard.max_restarts_per_hour})",
+            held=True,
         )
     if recent:
         backoff = BACKOFF_SECONDS * 2 ** (len(recent) - 1)
         if now - recent[-1] < backoff:
-            return Decision(None, f"backing off for {backoff:.0f}s after the last restart")
+            return Decision(
+                None, f"backing off for {backoff:.0f}s after the last restart", held=True
+            )
     if not pod_ready:
         return Decision(None, "the pod is not ready (still starting)")
     others = ready_pods - {pod}
@@ -123,6 +166,96 @@ def describe_leak(pod: str, verdict: Verdict) -> str:
         f"({100 * verdict.usage_fraction:.0f}% of its limit); it would reach the limit in "
         f"about {minutes:.0f} min"
     )
+
+
+# -- checkpoints: a pod's history survives an operator restart ------------------
+
+# The last minutes are kept sample by sample (the short windows need them); older
+# samples as each minute's lowest, which is all the longer windows look at.
+CHECKPOINT_RAW_SECONDS = 600.0
+
+
+def checkpoint_pod(watch: PodWatch) -> str:
+    """One pod's detection state as compact JSON (a few KiB for six hours)."""
+    samples = watch.history.samples()
+    newest = samples[-1].seconds if samples else 0.0
+    kept: list[Sample] = []
+    for sample in samples:
+        old = sample.seconds < newest - CHECKPOINT_RAW_SECONDS
+        if old and kept and kept[-1].seconds // 60 == sample.seconds // 60:
+            if sample.working_set < kept[-1].working_set:
+                kept[-1] = sample
+            continue
+        kept.append(sample)
+    return json.dumps(
+        {
+            "uid": watch.uid,
+            "startedAt": watch.started_at,
+            "restartCount": watch.restart_count,
+            "oomSlopes": watch.oom_slopes,
+            "lastReading": watch.last_reading,
+            "leakingSince": watch.tracker.leaking_since,
+            "lastLeaking": watch.tracker.last_leaking,
+            "limit": samples[-1].limit if samples else None,
+            "samples": [[round(s.seconds, 1), round(s.working_set)] for s in kept],
+        },
+        separators=(",", ":"),
+    )
+
+
+def restore_pod(
+    text: str, *, uid: str, detector: DetectorSettings, policy: PolicySettings
+) -> PodWatch | None:
+    """The state `checkpoint_pod` wrote, if it is of this very pod (same uid) and
+    readable; None otherwise (the pod is then watched from scratch)."""
+    try:
+        data = json.loads(text)
+        if data.get("uid") != uid:
+            return None
+        history = History(detector)
+        limit = float(data["limit"] or 0)
+        for seconds, working_set in data["samples"]:
+            history.add(Sample(float(seconds), float(working_set), limit))
+        tracker = LeakTracker(policy, data.get("leakingSince"), data.get("lastLeaking"))
+        watch = PodWatch(
+            uid,
+            float(data["startedAt"]),
+            detector,
+            tracker,
+            history,
+            restart_count=int(data.get("restartCount", 0)),
+            oom_slopes=[float(x) for x in data.get("oomSlopes") or []],
+            last_reading=str(data.get("lastReading", "")),
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+    if len(history):
+        watch.verdict = judge(history.samples(), detector)
+    return watch
+
+
+def checkpoint_name(modelserver: str) -> str:
+    return f"{modelserver}-memory-guard"
+
+
+def checkpoint_config_map(owner: Owner, fleet: FleetWatch) -> dict[str, Any]:
+    """The ConfigMap that holds a fleet's pod histories (owned by the ModelServer,
+    so it goes when the fleet goes). Not labelled as the fleet's own objects: the
+    reconciler neither renders nor prunes it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": checkpoint_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                "app.kubernetes.io/component": "memory-guard",
+            },
+            "ownerReferences": [owner.reference()],
+        },
+        "data": {pod: checkpoint_pod(watch) for pod, watch in sorted(fleet.pods.items())},
+    }
 
 
 # What the guard knows of each ModelServer, by (namespace, name): read by the

@@ -1,0 +1,254 @@
+"""The memory guard's end-to-end scenarios. A leak takes minutes of real time to
+show, so they run on a control plane of their own, started with the first
+integration test and checked by tests/integration/test_memory_guard.py at the
+end of the session (the other tests run meanwhile).
+
+- `pair`: two replicas, kwok drives one pod's working set up 60 MiB/min and the
+  other's in a healthy sawtooth.
+- `single`: one replica; every pod in the namespace leaks (a ClusterResourceUsage),
+  so the replacement leaks too; at most one leak restart per hour.
+- Their operator is killed (SIGKILL) once `pair`'s leak has been reported and
+  saved, before the restart is due, and started again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, watch
+
+from tests.integration.fleet import (
+    CRD_FILE,
+    ModelServers,
+    OperatorProcess,
+    create_models_claim,
+    create_resource_usage,
+    load_example,
+)
+from tests.support import wait_for
+from tfops.crd import CRD_NAME
+from tfops.devcluster import LocalCluster
+from tfops.memory.guard import checkpoint_name
+
+LEAKING = 'Quantity("100Mi") + Quantity("1Mi") * pod.SinceSecond()'
+SAWTOOTH = 'Quantity("300Mi") + Quantity("100Mi") * (double(int(pod.SinceSecond()) % 60) / 60.0)'
+NAME = "minimal"  # examples/minimal.yaml: a 768Mi limit
+CHECKPOINT_SECONDS = 15
+
+
+@dataclass
+class PodTimeline:
+    """A namespace's pod changes in the order the apiserver made them:
+    (time, pod, ready, deleting)."""
+
+    namespace: str
+    changes: list[tuple[float, str, bool, bool]] = field(default_factory=list)
+
+    def follow(self, api: client.ApiClient, stop: threading.Event) -> None:
+        core = client.CoreV1Api(api)
+        while not stop.is_set():
+            for event in watch.Watch().stream(
+                core.list_namespaced_pod, self.namespace, timeout_seconds=30
+            ):
+                pod = event["object"]
+                ready = any(
+                    c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+                )
+                deleting = event["type"] == "DELETED" or bool(pod.metadata.deletion_timestamp)
+                self.changes.append((time.time(), pod.metadata.name, ready, deleting))
+
+    def serving(self) -> list[set[str]]:
+        """After each change: the pods ready and not being deleted."""
+        state: dict[str, bool] = {}
+        after = []
+        for _, pod, ready, deleting in self.changes:
+            state[pod] = ready and not deleting
+            after.append({p for p, up in state.items() if up})
+        return after
+
+    def first(self, pod: str, *, ready: bool = False, deleting: bool = False) -> float | None:
+        return next(
+            (
+                when
+                for when, name, is_ready, is_deleting in self.changes
+                if name == pod and (not ready or is_ready) and (not deleting or is_deleting)
+            ),
+            None,
+        )
+
+
+@dataclass
+class GuardScenarios:
+    cluster: LocalCluster
+    api: client.ApiClient
+    pair: str = ""
+    single: str = ""
+    leaky: str = ""
+    healthy: str = ""
+    first_single_pod: str = ""
+    operator: OperatorProcess | None = None
+    killed_at: float | None = None
+    restarted_at: float | None = None
+    timelines: dict[str, PodTimeline] = field(default_factory=dict)
+    failure: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def start(self) -> None:
+        """Set the scenarios up and drive them in the background: a failure is
+        reported by the tests that check them, not by every integration test."""
+        self._background(self._run)
+
+    def _run(self) -> None:
+        self.cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+        self.cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}"
+        )
+        suffix = uuid.uuid4().hex[:6]
+        pair_namespace, single_namespace = f"guard-pair-{suffix}", f"guard-single-{suffix}"
+        for namespace in (pair_namespace, single_namespace):
+            self._namespace(namespace)
+        _every_pod_leaks(self.api, single_namespace)
+        self.operator = self._start_operator()
+        pair = load_example("minimal")
+        pair["spec"]["replicas"] = 2
+        pair["spec"]["memoryGuard"] = {"sampleIntervalSeconds": 10, "warmupSeconds": 0}
+        single = load_example("minimal")
+        single["spec"]["memoryGuard"] = {
+            "sampleIntervalSeconds": 10,
+            "warmupSeconds": 0,
+            "maxRestartsPerHour": 1,
+        }
+        ModelServers(self.api, pair_namespace).create(pair)
+        ModelServers(self.api, single_namespace).create(single)
+        for namespace in (pair_namespace, single_namespace):
+            ModelServers(self.api, namespace).wait_condition(NAME, "Ready", "True", timeout=120)
+            timeline = self.timelines[namespace] = PodTimeline(namespace)
+            self._background(lambda t=timeline: t.follow(self.api, self._stop))
+        self.leaky, self.healthy = sorted(self.pods(pair_namespace))
+        create_resource_usage(self.api, pair_namespace, self.leaky, LEAKING)
+        create_resource_usage(self.api, pair_namespace, self.healthy, SAWTOOTH)
+        (self.first_single_pod,) = self.pods(single_namespace)
+        self.pair, self.single = pair_namespace, single_namespace
+        self._kill_and_restart_the_operator()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._stack.close()
+
+    def _namespace(self, name: str) -> None:
+        core = client.CoreV1Api(self.api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        wait_for(
+            lambda: any(
+                a.metadata.name == "default"
+                for a in core.list_namespaced_service_account(name).items
+            ),
+            timeout=30,
+            what="the default ServiceAccount",
+        )
+        create_models_claim(self.api, name)
+
+    def _start_operator(self) -> OperatorProcess:
+        # No TF Serving to ask for model states here: Ready means the pods are.
+        return self._stack.enter_context(
+            OperatorProcess.start(
+                self.cluster,
+                "",
+                "--guard-checkpoint-seconds",
+                str(CHECKPOINT_SECONDS),
+            )
+        )
+
+    def _background(self, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except BaseException:  # pytest.fail raises a BaseException
+                if not self._stop.is_set():
+                    self.failure = traceback.format_exc()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def _kill_and_restart_the_operator(self) -> None:
+        servers = ModelServers(self.api, self.pair)
+
+        def leak_reported_and_saved() -> bool:
+            condition = servers.condition(NAME, "MemoryLeakSuspected")
+            if not condition or condition["status"] != "True":
+                return False
+            saved = client.CoreV1Api(self.api).list_namespaced_config_map(
+                self.pair, field_selector=f"metadata.name={checkpoint_name(NAME)}"
+            )
+            data = (saved.items[0].data or {}) if saved.items else {}
+            return json.loads(data.get(self.leaky, "{}")).get("leakingSince") is not None
+
+        wait_for(leak_reported_and_saved, timeout=600, interval=2, what="a saved leak verdict")
+        if (servers.get(NAME)["status"].get("memoryGuard") or {}).get("restartsTotal"):
+            raise AssertionError("the leaking pod was restarted before the operator was killed")
+        assert self.operator is not None
+        self.operator.kill()
+        self.killed_at = time.time()
+        self.operator = self._start_operator()
+        self.restarted_at = time.time()
+
+    # -- what the tests look at ----------------------------------------------
+
+    def check(self) -> None:
+        if self.failure:
+            raise AssertionError(f"the scenario driver failed:\n{self.failure}")
+
+    def wait(self, condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        def checked() -> Any:
+            self.check()
+            return condition()
+
+        return wait_for(checked, timeout=timeout, interval=2, what=what)
+
+    def pods(self, namespace: str) -> dict[str, client.V1Pod]:
+        return {
+            p.metadata.name: p
+            for p in client.CoreV1Api(self.api).list_namespaced_pod(namespace).items
+            if not p.metadata.deletion_timestamp
+        }
+
+    def evictions(self, namespace: str) -> list[str]:
+        """Pods evicted in `namespace`, from the apiserver's audit log."""
+        time.sleep(2)  # the audit batch is flushed every second
+        evicted = []
+        for line in self.cluster.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            granted = (event.get("responseStatus") or {}).get("code") == 201
+            if (
+                granted
+                and ref.get("namespace") == namespace
+                and ref.get("subresource") == "eviction"
+            ):
+                evicted.append(ref["name"])
+        return evicted
+
+
+def _every_pod_leaks(api: client.ApiClient, namespace: str) -> None:
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        "kwok.x-k8s.io",
+        "v1alpha1",
+        "clusterresourceusages",
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterResourceUsage",
+            "metadata": {"name": f"leak-{namespace}"},
+            "spec": {
+                "selector": {"matchNamespaces": [namespace]},
+                "usages": [{"usage": {"cpu": {"value": "10m"}, "memory": {"expression": LEAKING}}}],
+            },
+        },
+    )
