@@ -43,6 +43,18 @@ def _guard_replay(args: argparse.Namespace) -> int:
     return guard_replay_command(args)
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from tfops.promote import promote_command
+
+    return promote_command(args)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from tfops.inspect_command import inspect_command
+
+    return inspect_command(args)
+
+
 def _dev_cluster(args: argparse.Namespace) -> int:
     from tfops.devcluster.cli import dev_cluster_command
 
@@ -114,6 +126,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_arguments(replay)
     replay.set_defaults(handler=_guard_replay)
+
+    from tfops import inspect_command, promote
+
+    promote_parser = commands.add_parser(
+        "promote",
+        help="put a model version into service (for CI pipelines)",
+        description="Serve VERSION of a model (under LABEL) on every ready pod of a "
+        "ModelServer: old and new side by side, the label moved once the new version is "
+        "AVAILABLE everywhere, the old one unloaded after a grace period; rolled back by the "
+        "operator when the new version fails. Follows the progress until done.",
+        epilog=promote.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    promote.add_arguments(promote_parser)
+    promote_parser.set_defaults(handler=_promote)
+
+    inspect_parser = commands.add_parser(
+        "inspect",
+        help="signatures, size, memory and warm-up of a SavedModel version (TensorFlow)",
+        description="Report a SavedModel version directory: serving signatures, size on "
+        "disk, resident memory after a load (measured in a child process), the warm-up "
+        "file, and the memory tfops would derive. Needs the tfops[tf] extra.",
+    )
+    inspect_command.add_arguments(inspect_parser)
+    inspect_parser.set_defaults(handler=_inspect)
 
     dev = commands.add_parser(
         "dev-cluster",

@@ -39,6 +39,17 @@ READY = Gauge(
 )
 
 
+LEADER = Gauge(
+    "tfops_leader",
+    "1 while this replica acts (holds the leader Lease, or runs without leader election); "
+    "0 while it waits as a standby.",
+)
+PROMOTION_FAILURES = Counter(
+    "tfops_promotion_failures_total",
+    "Version changes rolled back (a new version failed to load or was late) or refused "
+    "(the pods' memory limit cannot hold old and new side by side).",
+    ["namespace", "modelserver", "model"],
+)
 LEAK_VERDICTS = Counter(
     "tfops_leak_verdicts_total",
     "Pods newly judged to be leaking, by ModelServer.",

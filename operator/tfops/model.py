@@ -435,6 +435,24 @@ class Monitoring:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Promotion:
+    grace_seconds: int = spec_field(
+        "After a version change, keep serving the versions the spec no longer names this "
+        "long (in-flight requests, clients pinned to a version number) before unloading.",
+        default=30,
+        minimum=0,
+        maximum=86400,
+    )
+    timeout_seconds: int | None = spec_field(
+        "Roll a version change back when the new versions are not AVAILABLE on every ready "
+        "pod within this time. Default: the start-up budget.",
+        default=None,
+        minimum=10,
+        maximum=86400,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class MemoryGuard:
     enabled: bool = spec_field(
         "Watch every serving pod's working set for leaks. Default true.",
@@ -530,6 +548,11 @@ class ModelServerSpec:
     monitoring: Monitoring | None = spec_field("Metrics. Default: Prometheus on.", default=None)
     memory_guard: MemoryGuard | None = spec_field(
         "Leak detection and restarts before the OOM. On by default.",
+        default=None,
+    )
+    promotion: Promotion | None = spec_field(
+        "How version changes of served models proceed: old and new side by side, labels "
+        "moved once the new versions are AVAILABLE everywhere, automatic rollback.",
         default=None,
     )
     allocator: Literal["glibc", "jemalloc"] = spec_field(

@@ -273,3 +273,32 @@ def make_plan(spec: ModelServerSpec) -> Plan:
     if errors:
         raise SpecInvalid(errors)
     return plan
+
+
+def transition_memory_error(
+    spec: ModelServerSpec, plan: Plan, model: str, versions_side_by_side: int
+) -> str | None:
+    """Why the pods' limit cannot hold `model` with this many versions loaded at once
+    (with every other model as declared), or None when it can or sizes are unknown."""
+    sizes = [None if m.size is None else parse_bytes(m.size) for m in spec.models]
+    counts = loaded_versions(spec)
+    if any(s is None for s in sizes) or any(c is None for c in counts):
+        return None
+    held = 0
+    moving_size = 0
+    for entry, size, count in zip(spec.models, sizes, counts, strict=True):
+        assert size is not None and count is not None
+        if entry.name == model:
+            moving_size = size
+        held += size * (versions_side_by_side if entry.name == model else count)
+    needed = SERVER_OVERHEAD_BYTES + math.ceil(REFUSE_FACTOR * held)
+    if needed <= plan.memory.limit_bytes:
+        return None
+    return (
+        f"Model {model}: {versions_side_by_side} versions of {human_bytes(moving_size)} side "
+        f"by side (with the other models, {human_bytes(held)} loaded) need "
+        f"{format_bytes(math.ceil(needed / MiB) * MiB)} at {REFUSE_FACTOR:g}x plus "
+        f"{human_bytes(SERVER_OVERHEAD_BYTES)} for the server, more than the pods' limit "
+        f"{format_bytes(plan.memory.limit_bytes)}; raise spec.resources.limits.memory or "
+        "promote fewer versions at once"
+    )

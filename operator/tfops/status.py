@@ -11,6 +11,7 @@ from tfops.memory.detector import Verdict
 from tfops.memory.guard import describe_leak
 from tfops.model import MemoryGuard, ModelServerSpec, ModelSpec
 from tfops.plan import Plan
+from tfops.promotion import IN_FLIGHT, REFUSED, ROLLED_BACK, Configured
 from tfops.quantity import format_bytes, format_cpu
 from tfops.render.common import CONTAINER_NAME
 from tfops.schema import SpecInvalid
@@ -45,6 +46,10 @@ class Observation:
     leaks: dict[str, Verdict] = field(default_factory=dict)
     guard_restarts: list[dict[str, Any]] = field(default_factory=list)
     guard_restarts_total: int = 0
+    # Version transitions (tfops.promotion): what each model's models.config entry
+    # serves now, and the transitions' records (status.promotions).
+    serving: dict[str, Configured] = field(default_factory=dict)
+    promotions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -128,27 +133,32 @@ class ModelVerdict:
     failures: list[VersionStatus]
 
 
-def judge_model(model: ModelSpec, versions: list[VersionStatus]) -> ModelVerdict:
-    failures = [v for v in versions if v.failed]
+def judge_model(
+    model: ModelSpec, versions: list[VersionStatus], serving: Configured | None = None
+) -> ModelVerdict:
+    """`serving`: the versions models.config names now, when a transition (or its
+    rollback) differs from the spec; a failed version no longer configured is history."""
+    configured = (serving or Configured.of(model)).versions
+    failures = [v for v in versions if v.failed and (configured is None or v.version in configured)]
     available = {v.version for v in versions if v.state == "AVAILABLE"}
     loading = any(v.state in ("START", "LOADING") for v in versions)
-    policy = model.policy()
-    if policy.specific is not None:
-        ok = set(policy.specific) <= available
-    else:
-        # latest N / all: TF Serving decides which numbers; it must serve
-        # something and be done loading.
-        ok = bool(available) and not loading
+    # latest N / all: TF Serving decides which numbers; it must serve something
+    # and be done loading.
+    ok = set(configured) <= available if configured is not None else bool(available) and not loading
     return ModelVerdict(
         available=ok and not failures, loading=loading or not versions, failures=failures
     )
 
 
 def _model_status(
-    spec: ModelServerSpec, states: dict[str, dict[str, list[VersionStatus]]]
+    spec: ModelServerSpec,
+    states: dict[str, dict[str, list[VersionStatus]]],
+    observation: Observation,
 ) -> list[dict[str, Any]]:
     result = []
+    steps = {p["model"]: p["step"] for p in observation.promotions}
     for model in spec.models:
+        serving = observation.serving.get(model.name) or Configured.of(model)
         by_version: dict[int, list[VersionStatus]] = {}
         for pod_states in states.values():
             for version in pod_states.get(model.name, []):
@@ -166,8 +176,10 @@ def _model_status(
                 entry["error"] = "; ".join(errors)
             versions.append(entry)
         item: dict[str, Any] = {"name": model.name, "versions": versions}
-        if model.version_labels:
-            item["labels"] = dict(sorted(model.version_labels.items()))
+        if serving.labels:
+            item["labels"] = dict(serving.labels)
+        if model.name in steps:
+            item["promotion"] = steps[model.name]
         result.append(item)
     return result
 
@@ -251,7 +263,10 @@ def _check_models(
     )
     available, loading, missing = 0, [], []
     for model in spec.models:
-        verdicts = [judge_model(model, states.get(model.name, [])) for states in reachable.values()]
+        serving = observation.serving.get(model.name)
+        verdicts = [
+            judge_model(model, states.get(model.name, []), serving) for states in reachable.values()
+        ]
         failures = [f for v in verdicts for f in v.failures]
         if failures:
             versions = ", ".join(sorted({str(f.version) for f in failures}))
@@ -280,7 +295,7 @@ def _check_models(
             "ModelsNotAvailable",
             f"Not every configured version is AVAILABLE yet: {', '.join(missing)}.",
         )
-    models = _model_status(spec, reachable)
+    models = _model_status(spec, reachable, observation)
     if findings.ready_reason == "AllModelsAvailable":
         versions = sum(len(m["versions"]) for m in models)
         findings.ready_message = (
@@ -288,6 +303,22 @@ def _check_models(
             f"AVAILABLE on {len(ready_names)} ready pod(s)."
         )
     return models, available
+
+
+def _check_promotions(
+    promotions: list[dict[str, Any]], generation: int, findings: _Findings
+) -> None:
+    for record in promotions:
+        if record["step"] in IN_FLIGHT:
+            to = Configured.from_json(record["to"]).describe()
+            findings.progressing.append(f"promoting {record['model']} to {to} ({record['step']})")
+            findings.not_ready(
+                "Promoting",
+                f"Model {record['model']} is moving to {to}: step {record['step']}.",
+            )
+        elif record["step"] in (ROLLED_BACK, REFUSED) and int(record["generation"]) == generation:
+            findings.degraded.append(("PromotionFailed", record["message"]))
+            findings.not_ready("PromotionFailed", record["message"])
 
 
 def _check_oom(pods: list[dict[str, Any]], plan: Plan, now: str, findings: _Findings) -> None:
@@ -400,6 +431,9 @@ def compute_status(
     if oom:
         status["oomKills"] = oom
     _check_oom(observation.pods, plan, now, findings)
+    _check_promotions(observation.promotions, generation, findings)
+    if observation.promotions:
+        status["promotions"] = observation.promotions
     status["memoryGuard"] = {
         "restarts": observation.guard_restarts,
         "restartsTotal": observation.guard_restarts_total,
@@ -411,6 +445,7 @@ def compute_status(
 
 
 _OWNED_KEYS = (
+    "promotions",
     "memoryGuard",
     "observedGeneration",
     "conditions",

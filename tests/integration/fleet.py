@@ -44,6 +44,7 @@ class OperatorProcess:
         url_template: str,
         *extra: str,
         resync_seconds: float = RESYNC_SECONDS,
+        env: dict[str, str] | None = None,
     ) -> Iterator[OperatorProcess]:
         port = free_port()
         log = cluster.workdir / "logs" / f"operator-{port}.log"
@@ -66,7 +67,7 @@ class OperatorProcess:
                 ],
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                env=cluster.env(),
+                env={**cluster.env(), **(env or {})},
             )
         running = cls(process, log, f"http://127.0.0.1:{port}/metrics")
         try:
@@ -157,8 +158,17 @@ def create_models_claim(api: client.ApiClient, namespace: str, name: str = "mode
     return name
 
 
-def add_versions(store: Path, base_path: str, *versions: int, corrupt: bool = False) -> None:
-    """Create version directories in the stand-in's model store."""
+def add_versions(
+    store: Path,
+    base_path: str,
+    *versions: int,
+    corrupt: bool = False,
+    signature: str = "regress",
+) -> None:
+    """Export real SavedModels into the stand-in's model store, one per version
+    (`corrupt`: with a truncated graph, which TensorFlow refuses to load)."""
+    from tests.standin import savedmodels  # TensorFlow: only where models are made
+
     root = (
         store / base_path.removeprefix("/models/")
         if "://" not in base_path
@@ -166,10 +176,10 @@ def add_versions(store: Path, base_path: str, *versions: int, corrupt: bool = Fa
     )
     for version in versions:
         directory = root / str(version)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "saved_model.pb").write_bytes(b"")
+        if not directory.exists():
+            savedmodels.write_saved_model(directory, version, signature=signature)
         if corrupt:
-            (directory / "CORRUPT").write_text("stand-in: this version fails to load\n")
+            savedmodels.corrupt(directory)
 
 
 def load_example(name: str) -> dict[str, Any]:

@@ -157,7 +157,8 @@ def test_every_valid_spec_renders_and_its_models_config_parses_back(raw: dict[st
         policy = model.get("versionPolicy", {"latest": 1})
         choice = config.model_version_policy.WhichOneof("policy_choice")
         if "specific" in policy:
-            assert list(config.model_version_policy.specific.versions) == policy["specific"]
+            # Written in ascending order: TF Serving treats them as a set.
+            assert list(config.model_version_policy.specific.versions) == sorted(policy["specific"])
         elif "latest" in policy:
             assert config.model_version_policy.latest.num_versions == policy["latest"]
         else:

@@ -180,6 +180,9 @@ class LocalCluster:
 
     def _start_once(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # Every start is a fresh cluster, also in a reused workdir (kept logs).
+        shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+        self.audit_log.unlink(missing_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.pki = write_pki(self.workdir / "pki")
         self._write_kubeconfig()

@@ -20,12 +20,14 @@ from typing import Any, Protocol
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from tfops import config, kube, metrics
+from tfops import config, kube, metrics, promotion
 from tfops.memory.guard import FLEETS
 from tfops.model import GROUP, PLURAL, VERSION, ModelServerSpec, parse_spec
-from tfops.plan import Plan, make_plan
+from tfops.plan import Plan, make_plan, transition_memory_error
+from tfops.promotion import Configured
 from tfops.render import Owner, owned_object_names, render_all
-from tfops.render.common import MANAGED_BY, OWNER_LABEL
+from tfops.render.common import MANAGED_BY, OWNER_LABEL, config_map_name
+from tfops.render.configmap import MODELS_FILE, parse_models_config
 from tfops.schema import SpecInvalid
 from tfops.status import Observation, compute_status, new_oom_kills, pod_ready, status_patch
 from tfops.tfserving import ServingUnreachable, VersionStatus, get_model_status
@@ -232,11 +234,79 @@ def _model_states(
     return states
 
 
+def _live_models_config(owner: Owner, indexes: dict[str, Any]) -> dict[str, Configured]:
+    """What the ConfigMap TF Serving polls serves now, by model."""
+    found = _lookup(indexes, "tfops_configmaps", (owner.namespace, owner.name))
+    cache_key = (owner.namespace, "ConfigMap", config_map_name(owner.name))
+    live = _live_object(found[0] if found else None, _last_applied.get(cache_key))
+    text = ((live or {}).get("data") or {}).get(MODELS_FILE)
+    return parse_models_config(text) if text else {}
+
+
+def _promote(
+    *,
+    owner: Owner,
+    spec: ModelServerSpec,
+    plan: Plan,
+    indexes: dict[str, Any],
+    pods: list[dict[str, Any]],
+    model_states: dict[str, dict[str, list[VersionStatus]] | str],
+    previous: dict[str, Any],
+    generation: int,
+    sink: Sink,
+) -> tuple[dict[str, Configured], list[dict[str, Any]]]:
+    """Each served model's next transition step (tfops.promotion): what models.config
+    should say now, and the records for status.promotions."""
+    live = _live_models_config(owner, indexes)
+    answered = {p: s for p, s in model_states.items() if isinstance(s, dict)}
+    ready = sum(1 for p in pods if pod_ready(p))
+    records = {r["model"]: r for r in previous.get("promotions") or []}
+    settings = promotion.Settings(
+        grace_seconds=float(spec.promotion.grace_seconds if spec.promotion else 30),
+        timeout_seconds=float(
+            (spec.promotion.timeout_seconds if spec.promotion else None)
+            or plan.startup_budget_seconds
+        ),
+    )
+    now = time.time()
+    serving: dict[str, Configured] = {}
+    kept: list[dict[str, Any]] = []
+    for model in spec.models:
+        current = live.get(model.name)
+        desired = Configured.of(model)
+        side_by_side = None
+        if current is not None and current.versions is not None and desired.versions is not None:
+            side_by_side = len(set(current.versions) | set(desired.versions))
+        memory_error = None
+        if side_by_side is not None:
+            memory_error = transition_memory_error(spec, plan, model.name, side_by_side)
+        result = promotion.step(
+            model,
+            current,
+            promotion.Seen.of(model.name, answered, ready_pods=ready),
+            records.get(model.name),
+            now=now,
+            generation=generation,
+            settings=settings,
+            memory_error=memory_error,
+        )
+        serving[model.name] = result.write
+        if result.record is not None:
+            kept.append(result.record)
+        if result.event is not None:
+            kind, reason, message = result.event
+            sink.event(kind, reason, message)
+            if reason in ("PromotionRolledBack", "PromotionRefused"):
+                metrics.PROMOTION_FAILURES.labels(owner.namespace, owner.name, model.name).inc()
+    return serving, kept
+
+
 def _converge(
     *,
     owner: Owner,
     spec: ModelServerSpec,
     plan: Plan,
+    serving: dict[str, Configured],
     indexes: dict[str, Any],
     sink: Sink,
     logger: Any,
@@ -253,7 +323,7 @@ def _converge(
         live[kind] = _live_object(found[0] if found else None, _last_applied.get(cache_key))
 
     pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
-    for desired in render_all(owner, spec, plan):
+    for desired in render_all(owner, spec, plan, serving):
         current = live.get(desired["kind"])
         if current is not None and current.get("metadata", {}).get("deletionTimestamp"):
             current = None
@@ -380,9 +450,29 @@ def reconcile(
             _write_status(sink, previous, status, owner=owner, logger=logger)
             metrics.RECONCILES.labels(trigger, "invalid").inc()
             return
+        pods = _lookup(indexes, "tfops_pods", (owner.namespace, owner.name))
+        checked = bool(config.current().serving_url_template)
+        model_states = _model_states(spec, pods) if checked else {}
+        serving, promotions = _promote(
+            owner=owner,
+            spec=spec,
+            plan=plan,
+            indexes=indexes,
+            pods=pods,
+            model_states=model_states,
+            previous=previous,
+            generation=generation,
+            sink=sink,
+        )
         try:
             live = _converge(
-                owner=owner, spec=spec, plan=plan, indexes=indexes, sink=sink, logger=logger
+                owner=owner,
+                spec=spec,
+                plan=plan,
+                serving=serving,
+                indexes=indexes,
+                sink=sink,
+                logger=logger,
             )
         except ApiException as error:
             metrics.RECONCILES.labels(trigger, "error").inc()
@@ -392,14 +482,14 @@ def reconcile(
                     delay=5,
                 ) from error
             raise
-        pods = _lookup(indexes, "tfops_pods", (owner.namespace, owner.name))
-        checked = bool(config.current().serving_url_template)
         fleet = FLEETS.get((owner.namespace, owner.name))
         observation = Observation(
             deployment=live.get("Deployment"),
             pods=pods,
-            model_states=_model_states(spec, pods) if checked else {},
+            model_states=model_states,
             models_checked=checked,
+            serving=serving,
+            promotions=promotions,
             leaks=fleet.leaks() if fleet else {},
             guard_restarts=list(fleet.restarts) if fleet else [],
             guard_restarts_total=fleet.restarts_total if fleet else 0,

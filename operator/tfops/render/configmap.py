@@ -4,12 +4,14 @@ start-up-only files batching.config, monitoring.config and session.config."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import text_format
 
 from tfops.model import ModelServerSpec
 from tfops.plan import Plan
+from tfops.promotion import Configured
 from tfops.render.common import Owner, config_map_name, metadata
 from tfops.render.protos import (
     BatchingParameters,
@@ -27,23 +29,49 @@ PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 STARTUP_FILES = (BATCHING_FILE, MONITORING_FILE, SESSION_FILE)
 
 
-def render_models_config(spec: ModelServerSpec) -> str:
+def render_models_config(
+    spec: ModelServerSpec, serving: Mapping[str, Configured] | None = None
+) -> str:
+    """models.config for the spec; `serving` overrides the versions and labels of
+    models in the middle of a transition (tfops.promotion)."""
     config = ModelServerConfig()
     for model in spec.models:
         entry = config.model_config_list.config.add()
         entry.name = model.name
         entry.base_path = model.base_path
         entry.model_platform = model.platform
+        now = (serving or {}).get(model.name) or Configured.of(model)
         policy = model.policy()
-        if policy.specific is not None:
-            entry.model_version_policy.specific.versions.extend(policy.specific)
+        if now.versions is not None:
+            entry.model_version_policy.specific.versions.extend(now.versions)
         elif policy.all:
             entry.model_version_policy.all.SetInParent()
         else:
             entry.model_version_policy.latest.num_versions = policy.latest or 1
-        for label, version in sorted((model.version_labels or {}).items()):
+        for label, version in now.labels:
             entry.version_labels[label] = version
     return str(text_format.MessageToString(config))
+
+
+def parse_models_config(text: str) -> dict[str, Configured]:
+    """The versions and labels a written models.config serves, by model; {} when the
+    text does not parse (then nothing is assumed to be live)."""
+    config = ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError:
+        return {}
+    served = {}
+    for entry in config.model_config_list.config:
+        policy = entry.model_version_policy
+        specific = (
+            policy.specific.versions if policy.WhichOneof("policy_choice") == "specific" else None
+        )
+        served[entry.name] = Configured(
+            None if specific is None else tuple(sorted(specific)),
+            tuple(sorted(entry.version_labels.items())),
+        )
+    return served
 
 
 def render_batching_config(spec: ModelServerSpec, plan: Plan) -> str | None:
@@ -83,9 +111,11 @@ def render_session_config(plan: Plan) -> str | None:
     return str(text_format.MessageToString(config))
 
 
-def render_config_files(spec: ModelServerSpec, plan: Plan) -> dict[str, str]:
+def render_config_files(
+    spec: ModelServerSpec, plan: Plan, serving: Mapping[str, Configured] | None = None
+) -> dict[str, str]:
     files = {
-        MODELS_FILE: render_models_config(spec),
+        MODELS_FILE: render_models_config(spec, serving),
         BATCHING_FILE: render_batching_config(spec, plan),
         MONITORING_FILE: render_monitoring_config(plan),
         SESSION_FILE: render_session_config(plan),

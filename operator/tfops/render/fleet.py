@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tfops.model import ModelServerSpec
 from tfops.plan import Plan
+from tfops.promotion import Configured
 from tfops.render.common import Owner
 from tfops.render.configmap import render_config_files, render_configmap
 from tfops.render.deployment import render_deployment
@@ -14,10 +16,16 @@ from tfops.render.pdb import render_pdb
 from tfops.render.service import render_service
 
 
-def render_all(owner: Owner, spec: ModelServerSpec, plan: Plan) -> list[dict[str, Any]]:
+def render_all(
+    owner: Owner,
+    spec: ModelServerSpec,
+    plan: Plan,
+    serving: Mapping[str, Configured] | None = None,
+) -> list[dict[str, Any]]:
     """The desired owned objects, in the order they should be applied (the
-    ConfigMap before the Deployment that mounts it)."""
-    files = render_config_files(spec, plan)
+    ConfigMap before the Deployment that mounts it). `serving`: the versions and
+    labels of models in the middle of a transition."""
+    files = render_config_files(spec, plan, serving)
     objects = [
         render_configmap(owner, files),
         render_deployment(owner, spec, plan, files),
