@@ -250,13 +250,16 @@ def _promote(
     plan: Plan,
     indexes: dict[str, Any],
     pods: list[dict[str, Any]],
-    model_states: dict[str, dict[str, list[VersionStatus]] | str],
+    model_states: dict[str, dict[str, list[VersionStatus]] | str] | None,
     previous: dict[str, Any],
     generation: int,
     sink: Sink,
 ) -> tuple[dict[str, Configured], list[dict[str, Any]]]:
     """Each served model's next transition step (tfops.promotion): what models.config
-    should say now, and the records for status.promotions."""
+    should say now, and the records for status.promotions. Without model states
+    (None) there is nothing to stage on: models.config follows the spec at once."""
+    if model_states is None:
+        return {}, []
     live = _live_models_config(owner, indexes)
     answered = {p: s for p, s in model_states.items() if isinstance(s, dict)}
     ready = sum(1 for p in pods if pod_ready(p))
@@ -459,7 +462,7 @@ def reconcile(
             plan=plan,
             indexes=indexes,
             pods=pods,
-            model_states=model_states,
+            model_states=model_states if checked else None,
             previous=previous,
             generation=generation,
             sink=sink,
