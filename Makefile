@@ -6,15 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help demo test bench lint format crds control-plane cluster clean
+.PHONY: help demo test bench lint format crds control-plane tools manifests manifests-stdout cluster clean
 
 help:
 	@echo "make demo           start a local control plane (or use \$$KUBECONFIG) and show it working"
 	@echo "make test           lint, unit and integration tests (builds the control plane once)"
 	@echo "make bench          benchmarks on the local control plane -> bench/results/"
 	@echo "make control-plane  build etcd, kube-*, kwok, metrics-server into ~/.cache/tfops"
+	@echo "make tools          build helm and promtool into ~/.cache/tfops"
+	@echo "make manifests      render the chart into deploy/tfops.yaml (install without Helm)"
 	@echo "make cluster        run the local control plane in the foreground until Ctrl-C"
-	@echo "make crds           regenerate crds/ from the Python spec (tests fail on drift)"
+	@echo "make crds           regenerate crds/ and the chart's copies (tests fail on drift)"
 	@echo "make lint / format  ruff"
 
 $(INSTALLED): pyproject.toml
@@ -29,7 +31,7 @@ control-plane:
 	@bash hack/build-control-plane.sh >/dev/null
 
 crds: $(INSTALLED)
-	$(BIN)/tfops crd > crds/modelservers.serving.tfops.dev.yaml
+	$(BIN)/python hack/generate.py
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -39,8 +41,20 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(INSTALLED) control-plane lint
+test: $(INSTALLED) control-plane tools lint
 	$(BIN)/pytest
+
+tools:
+	@bash hack/build-tools.sh >/dev/null
+
+# The chart rendered for people without Helm (kubectl apply -f deploy/tfops.yaml).
+HELM ?= $(shell bash hack/build-tools.sh)/helm
+MANIFEST_ARGS := tfops charts/tfops --namespace tfops-system --kube-version 1.36.0
+manifests:
+	$(HELM) template $(MANIFEST_ARGS) > deploy/tfops.yaml
+
+manifests-stdout:
+	@$(HELM) template $(MANIFEST_ARGS)
 
 # About 25 minutes: 50 latency samples, 300 ModelServers, 1000 resync cycles;
 # then the leak detector and its baselines over the trace corpus (2 minutes).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from tfops.config import DEFAULT_SERVING_URL_TEMPLATE
 def _run_operator(args: argparse.Namespace) -> int:
     # Imported here so `tfops --version` and the dev tools stay fast and light.
     from tfops.config import OperatorConfig
-    from tfops.main import run_operator
+    from tfops.main import LeaderElection, run_operator
 
     operator_config = OperatorConfig(
         serving_url_template=args.serving_url_template,
@@ -21,12 +22,27 @@ def _run_operator(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         guard_checkpoint_seconds=args.guard_checkpoint_seconds,
+        memory_source=args.memory_source,
+        prometheus_url=args.prometheus_url or "",
     )
+    if args.memory_source == "prometheus" and not args.prometheus_url:
+        print(
+            "tfops run: --memory-source prometheus needs --prometheus-url, e.g. "
+            "http://prometheus.monitoring:9090",
+            file=sys.stderr,
+        )
+        return 2
+    election = None
+    if args.leader_elect:
+        namespace = args.leader_election_namespace or os.environ.get("POD_NAMESPACE", "default")
+        election = LeaderElection(namespace)
     return run_operator(
         operator_config,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness,
         verbose=args.verbose,
+        log_format=args.log_format,
+        leader_election=election,
     )
 
 
@@ -106,6 +122,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="save the memory guard's pod histories this often, so a restart of the "
         "operator keeps them (default %(default)s)",
+    )
+    run.add_argument(
+        "--memory-source",
+        choices=("metrics-server", "prometheus"),
+        default="metrics-server",
+        help="where the memory guard reads working sets: metrics.k8s.io, or Prometheus "
+        "(container_memory_working_set_bytes, which also gives a pod's past at once) "
+        "(default %(default)s)",
+    )
+    run.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="Prometheus' base URL for --memory-source prometheus",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: act only while holding the Lease tfops-leader",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        metavar="NAMESPACE",
+        help="where the Lease lives (default: $POD_NAMESPACE, else default)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("plain", "full", "json"),
+        default="full",
+        help="log lines: plain, full (with time and logger) or json (default %(default)s)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     run.set_defaults(handler=_run_operator)

@@ -22,6 +22,11 @@ class OperatorConfig:
     # How often the memory guard saves each fleet's pod histories (one ConfigMap
     # write per ModelServer), so an operator restart does not forget a leak.
     guard_checkpoint_seconds: float = 300.0
+    # Where the memory guard reads working sets: "metrics-server" (metrics.k8s.io)
+    # or "prometheus" (container_memory_working_set_bytes at prometheus_url, which
+    # also gives a pod's past at once).
+    memory_source: str = "metrics-server"
+    prometheus_url: str = ""
 
 
 _current = OperatorConfig()

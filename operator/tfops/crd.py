@@ -252,3 +252,27 @@ class _NoAliasDumper(yaml.SafeDumper):
 
 def to_yaml(obj: Any) -> str:
     return str(yaml.dump(obj, Dumper=_NoAliasDumper, sort_keys=False, width=100))
+
+
+def render_chart_crd() -> str:
+    """The CRD as a Helm template (charts/tfops/templates/crd.yaml): behind
+    crds.enabled, and kept on uninstall with crds.keep. Same source as crds/."""
+    text = to_yaml(render_crd())
+    if "{{" in text:
+        raise ValueError("the CRD text holds '{{', which Helm would try to render")
+    head, rest = text.split("metadata:\n", 1)
+    keep = (
+        "metadata:\n"
+        "  {{- if .Values.crds.keep }}\n"
+        "  annotations:\n"
+        "    helm.sh/resource-policy: keep\n"
+        "  {{- end }}\n"
+        "  labels:\n"
+        '    {{- include "tfops.labels" . | nindent 4 }}\n'
+    )
+    return (
+        "{{- if .Values.crds.enabled }}\n"
+        "# Generated from operator/tfops/model.py by `make crds`: do not edit.\n"
+        f"{head}{keep}{rest}"
+        "{{- end }}\n"
+    )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -35,12 +38,25 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     # Handlers are synchronous (the official client is): they run in this pool.
     settings.execution.max_workers = 16
     current = config.current()
-    metrics.serve(current.metrics_host, current.metrics_port)
     logger.info(
         "Started tfops with resync every %ss, model states from %s",
         current.resync_seconds,
         current.serving_url_template or "(not checked)",
     )
+
+
+LOG_FORMATS = {
+    "plain": kopf.LogFormat.PLAIN,
+    "full": kopf.LogFormat.FULL,
+    "json": kopf.LogFormat.JSON,
+}
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    namespace: str
+    name: str = "tfops-leader"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
 def run_operator(
@@ -49,13 +65,32 @@ def run_operator(
     namespaces: Sequence[str],
     liveness_endpoint: str | None,
     verbose: bool,
+    log_format: str = "full",
+    leader_election: LeaderElection | None = None,
 ) -> int:
-    """Run the operator until it is told to stop (SIGINT/SIGTERM)."""
+    """Run the operator until it is told to stop (SIGINT/SIGTERM). With leader
+    election, wait as a standby until this replica holds the Lease."""
     config.configure(operator_config)
+    kopf.configure(verbose=verbose, log_format=LOG_FORMATS[log_format])
+    # Served from the start, standbys included: the probes and the leader gauge.
+    metrics.serve(operator_config.metrics_host, operator_config.metrics_port)
+    metrics.LEADER.set(0)
+    if leader_election is not None:
+        from tfops import kube
+        from tfops.leader import LeaderElector
+
+        elector = LeaderElector(
+            kube.api_client(),
+            namespace=leader_election.namespace,
+            name=leader_election.name,
+            identity=leader_election.identity,
+        )
+        elector.acquire()
+        elector.keep_renewing()
+    metrics.LEADER.set(1)
     # Registers the handlers; their timers read the configuration at import.
     importlib.import_module("tfops.handlers.modelserver")
     importlib.import_module("tfops.handlers.memoryguard")
-    kopf.configure(verbose=verbose)
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,

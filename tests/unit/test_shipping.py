@@ -1,0 +1,295 @@
+"""What ships besides the operator: the Helm chart, the plain manifests, the
+Dockerfiles, the alert rules, the dashboard and the Argo CD health check.
+(Installing the chart into a cluster: tests/integration/test_chart.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lupa
+import pytest
+import yaml
+from prometheus_client import Counter, Gauge, Histogram
+
+from tests.conftest import REPO
+from tfops import metrics
+
+CHART = REPO / "charts" / "tfops"
+KUBE_VERSION = "1.36.0"
+
+
+def _helm(tools: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tools / "helm"), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _render(tools: Path, *values: str) -> list[dict[str, Any]]:
+    sets = [item for value in values for item in ("--set", value)]
+    result = _helm(
+        tools, "template", "tfops", str(CHART), "-n", "tfops-system",
+        "--kube-version", KUBE_VERSION, *sets,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_generated_files_match_their_sources() -> None:
+    check = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_the_chart_lints(tools: Path) -> None:
+    result = _helm(tools, "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cluster_wide_by_default_with_two_replicas_and_a_kept_crd(tools: Path) -> None:
+    docs = _render(tools)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == [
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+        "CustomResourceDefinition", "Deployment", "Role", "RoleBinding", "Service",
+        "ServiceAccount",
+    ]  # fmt: skip
+    crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--leader-elect" in container["args"]
+    assert not any(a.startswith("--namespace") for a in container["args"])
+
+
+def test_a_namespace_list_gets_roles_there_and_nothing_cluster_wide(tools: Path) -> None:
+    docs = _render(tools, "watchNamespaces={team-a,team-b}", "crds.enabled=false")
+    kinds = {d["kind"] for d in docs}
+    # Cluster-wide only kopf's read of which CRDs and namespaces exist.
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert cluster_role["metadata"]["name"] == "tfops-discovery"
+    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"list", "watch"}
+    assert "CustomResourceDefinition" not in kinds
+    roles = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"
+    }
+    assert roles == {
+        ("team-a", "tfops"), ("team-b", "tfops"), ("tfops-system", "tfops-leader-election"),
+    }  # fmt: skip
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_rbac_is_exactly_what_the_operator_uses(tools: Path) -> None:
+    (role,) = [
+        d for d in _render(tools) if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "tfops"
+    ]
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # Nothing cluster-admin-like: no wildcards, no Secrets, no RBAC, no deletes but the HPA's.
+    assert not any("*" in item for entry in granted for item in entry)
+    assert not any(resource in ("secrets", "roles", "clusterroles") for _, resource, _ in granted)
+    assert {r for _, r, v in granted if v == "delete"} == {"horizontalpodautoscalers"}
+    assert ("", "pods/eviction", "create") in granted
+    assert ("", "pods", "delete") not in granted
+
+
+def test_values_are_checked_against_the_schema(tools: Path) -> None:
+    typo = _helm(tools, "template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                 "--set", "replicaCont=3")  # fmt: skip
+    assert typo.returncode != 0 and "additional properties 'replicaCont' not allowed" in typo.stderr
+    bad = _helm(tools, "template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "operator.logFormat=xml")  # fmt: skip
+    assert bad.returncode != 0 and "logFormat" in bad.stderr
+    unsafe = _helm(tools, "template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                   "--set", "leaderElection.enabled=false")  # fmt: skip
+    assert unsafe.returncode != 0
+    assert "replicaCount > 1 needs leaderElection.enabled=true" in unsafe.stderr
+
+
+def test_monitoring_objects_need_the_prometheus_operator(tools: Path) -> None:
+    without = _helm(tools, "template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                    "--set", "prometheusRule.enabled=true")  # fmt: skip
+    assert without.returncode != 0 and "Prometheus Operator's CRDs" in without.stderr
+    with_crds = _helm(
+        tools, "template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+        "--set", "prometheusRule.enabled=true", "--set", "serviceMonitor.enabled=true",
+    )  # fmt: skip
+    assert with_crds.returncode == 0, with_crds.stderr
+    docs = [d for d in yaml.safe_load_all(with_crds.stdout) if d]
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    alerts = yaml.safe_load((REPO / "monitoring" / "alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"]
+    assert any(d["kind"] == "ServiceMonitor" for d in docs)
+
+
+def test_plain_manifests_are_the_chart_rendered(tools: Path) -> None:
+    rendered = subprocess.run(
+        ["make", "-s", "--no-print-directory", "manifests-stdout", f"HELM={tools / 'helm'}"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    assert (REPO / "deploy" / "tfops.yaml").read_text() == rendered.stdout, (
+        "deploy/tfops.yaml is stale: run `make manifests`"
+    )
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    for dockerfile in (REPO / "Dockerfile", REPO / "serving_image" / "Dockerfile"):
+        result = subprocess.run(
+            [str(hadolint), str(dockerfile)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, f"{dockerfile}: {result.stdout}"
+    operator = (REPO / "Dockerfile").read_text()
+    assert (
+        "USER 65532:65532" in operator
+        and "tensorflow"
+        not in operator.lower().replace("# no tensorflow", "").split("from python")[1]
+    )
+
+
+def test_alert_rules_pass_promtools_tests(tools: Path) -> None:
+    monitoring = REPO / "monitoring"
+    checked = subprocess.run(
+        [str(tools / "promtool"), "check", "rules", "alerts.yaml"],
+        cwd=monitoring, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(
+        [str(tools / "promtool"), "test", "rules", "alerts-test.yaml"],
+        cwd=monitoring, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+# TF Serving's metric names (../shared/reference/tfserving.md §4; histograms add
+# _bucket, _sum and _count) and the kubelet's (cAdvisor) the rules and panels use.
+TF_SERVING = {
+    ":tensorflow:serving:request_count",
+    ":tensorflow:cc:saved_model:load_attempt_count",
+    *(
+        f"{name}{suffix}"
+        for name in (
+            ":tensorflow:serving:request_latency",
+            ":tensorflow:serving:runtime_latency",
+            ":tensorflow:serving:batching_session:queuing_latency",
+            ":tensorflow:serving:batching_session:input_batch_size",
+            ":tensorflow:serving:batching_session:processed_batch_size",
+            ":tensorflow:serving:batching_session:padding_size",
+            ":tensorflow:cc:saved_model:load_latency",
+        )
+        for suffix in ("_bucket", "_sum", "_count")
+    ),
+}
+KUBELET = {"container_memory_working_set_bytes", "container_spec_memory_limit_bytes"}
+METRIC = re.compile(r"(:tensorflow:[a-z_:]+|tfops_[a-z_]+|container_[a-z_]+)")
+
+
+def _tfops_metric_names() -> set[str]:
+    names = set()
+    for collector in vars(metrics).values():
+        if not isinstance(collector, (Counter, Gauge, Histogram)):
+            continue
+        for family in collector.describe():
+            for sample in family.samples or []:
+                names.add(sample.name)
+            base = family.name
+            names |= {base, f"{base}_total", f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+    return names
+
+
+def _queries() -> list[tuple[str, str]]:
+    dashboard = json.loads((REPO / "monitoring" / "dashboard.json").read_text())
+    alerts = yaml.safe_load((REPO / "monitoring" / "alerts.yaml").read_text())
+    found = [
+        (f"panel {p['title']!r}", t["expr"]) for p in dashboard["panels"] for t in p["targets"]
+    ]
+    found += [(f"alert {r['alert']}", r["expr"]) for g in alerts["groups"] for r in g["rules"]]
+    return found
+
+
+def test_every_query_names_only_metrics_that_exist() -> None:
+    known = _tfops_metric_names() | TF_SERVING | KUBELET
+    unknown = [
+        (where, name) for where, expr in _queries() for name in METRIC.findall(expr)
+        if name not in known
+    ]  # fmt: skip
+    assert unknown == []
+    assert "tfops_leader" in known and "tfops_promotion_failures_total" in known
+
+
+def test_every_dashboard_query_parses(tools: Path, tmp_path: Path) -> None:
+    """promtool has no query parser of its own: each panel query becomes a
+    recording rule, which `promtool check rules` parses."""
+    dashboard = json.loads((REPO / "monitoring" / "dashboard.json").read_text())
+    rules = [
+        {"record": f"dashboard:panel_{p['id']}_{t['refId'].lower()}", "expr": t["expr"]}
+        for p in dashboard["panels"]
+        for t in p["targets"]
+    ]
+    rules_file = tmp_path / "dashboard-rules.yaml"
+    # Grafana's variables are not PromQL: stand a value in for each.
+    text = yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    rules_file.write_text(text.replace("$namespace", "ml"))
+    checked = subprocess.run(
+        [str(tools / "promtool"), "check", "rules", str(rules_file)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert len(rules) >= 15
+
+
+def _argo_health(obj: dict[str, Any]) -> dict[str, str]:
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute((REPO / "deploy" / "argocd" / "health.lua").read_text())
+    return {"status": result["status"], "message": result["message"]}
+
+
+def _ms(generation: int = 2, observed: int | None = 2, **conditions: tuple[str, str]) -> dict:
+    status: dict[str, Any] = {
+        "conditions": [
+            {"type": kind, "status": value, "reason": reason, "message": f"{kind} {reason}"}
+            for kind, (value, reason) in conditions.items()
+        ]
+    }
+    if observed is not None:
+        status["observedGeneration"] = observed
+    return {"metadata": {"generation": generation}, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"metadata": {"generation": 1}}, "Progressing"),
+        (_ms(3, 2, Ready=("True", "AllModelsAvailable")), "Progressing"),
+        (_ms(Ready=("True", "AllModelsAvailable"), Degraded=("False", "Healthy")), "Healthy"),
+        (_ms(Ready=("False", "Promoting"), Degraded=("False", "Healthy")), "Progressing"),
+        (_ms(Ready=("False", "PodsNotReady")), "Progressing"),
+        (_ms(Ready=("False", "PromotionFailed"), Degraded=("True", "PromotionFailed")), "Degraded"),
+        (_ms(Ready=("True", "AllModelsAvailable"), Degraded=("True", "OOMKilled")), "Degraded"),
+        (_ms(Ready=("False", "InvalidSpec"), Degraded=("False", "InvalidSpec")), "Degraded"),
+    ],
+)
+def test_argocd_health_follows_the_conditions(obj: dict, expected: str) -> None:
+    health = _argo_health(obj)
+    assert health["status"] == expected
+    assert health["message"]
