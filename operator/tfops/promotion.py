@@ -200,7 +200,9 @@ def _advance(
     if failed:
         version, error = next(iter(failed.items()))
         return _roll_back(name, base, record, f"version {version} failed to load: {error}")
-    if waiting and now - _epoch(record["startedAt"]) > settings.timeout_seconds:
+    # No ready pod reports anything: nothing is served to protect, and pods that
+    # start now load old and new from the config as written; wait for them.
+    if waiting and seen.pods and now - _epoch(record["startedAt"]) > settings.timeout_seconds:
         return _roll_back(
             name,
             base,

@@ -128,6 +128,13 @@ def test_a_version_that_never_becomes_available_is_rolled_back_after_the_time_ou
     )
 
 
+def test_without_a_ready_pod_the_time_out_waits_for_pods_to_report() -> None:
+    model = _model([48], {"stable": 48})
+    loading = _step(model, LIVE, _seen(v47=2))
+    nobody = _step(model, loading.write, Seen(0), loading.record, at=600)
+    assert nobody.failure is None and nobody.write == loading.write
+
+
 def test_a_transition_the_memory_limit_cannot_hold_is_refused_before_it_starts() -> None:
     result = _step(_model([48], {"stable": 48}), LIVE, _seen(v47=2), memory_error="too big")
     assert result.write == LIVE and result.failure == "too big"
