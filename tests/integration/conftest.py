@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
-from tests.integration.fleet import CRD_FILE, OperatorProcess, create_models_claim
+from tests.integration.fleet import (
+    CRD_FILE,
+    OperatorProcess,
+    create_models_claim,
+    create_namespace,
+)
 from tests.integration.guard_scenarios import GuardScenarios
 from tests.standin.tfserving import TFServingStandIn
-from tests.support import wait_for
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster
 from tfops.devcluster.cli import find_control_plane
@@ -35,12 +38,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def guard_scenarios() -> Iterator[GuardScenarios]:
+def guard_scenarios(tools: Path) -> Iterator[GuardScenarios]:
     workdir = os.environ.get("TFOPS_TEST_WORKDIR")
     with LocalCluster(
         find_control_plane(), Path(workdir) / "guard" if workdir else None, log=print
     ) as local:
-        scenarios = GuardScenarios(local, config.new_client_from_config(str(local.kubeconfig)))
+        scenarios = GuardScenarios(
+            local,
+            config.new_client_from_config(str(local.kubeconfig)),
+            prometheus_binary=tools / "prometheus",
+        )
         try:
             scenarios.start()
             yield scenarios
@@ -70,25 +77,11 @@ def api(cluster: LocalCluster) -> client.ApiClient:
 
 @pytest.fixture
 def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    core = client.CoreV1Api(api)
     raw = request.node.name.removeprefix("test_").lower()
     stem = re.sub(r"[^a-z0-9]+", "-", raw)[:40].strip("-")
-    name = f"{stem}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # Pods are refused until the controller-manager creates the default account.
-    wait_for(lambda: _has_default_account(core, name), timeout=30, what="default ServiceAccount")
+    name = create_namespace(api, f"{stem}-{uuid.uuid4().hex[:6]}")
     yield name
-    core.delete_namespace(name)
-
-
-def _has_default_account(core: client.CoreV1Api, namespace: str) -> bool:
-    try:
-        core.read_namespaced_service_account("default", namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
+    client.CoreV1Api(api).delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

@@ -119,6 +119,27 @@ class OperatorProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def create_namespace(api: client.ApiClient, name: str, labels: dict[str, str] | None = None) -> str:
+    """A namespace, returned once pods can be created in it (the controller-manager
+    has made its default ServiceAccount)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
+
+    def has_default_account() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    wait_for(has_default_account, timeout=30, what=f"the default ServiceAccount in {name}")
+    return name
+
+
 def create_models_claim(api: client.ApiClient, namespace: str, name: str = "models") -> str:
     """A PersistentVolume bound to a claim: pods that mount it can be scheduled
     (kwok runs nothing, so the volume's contents never matter)."""

@@ -9,6 +9,10 @@ end of the session (the other tests run meanwhile).
   so the replacement leaks too; at most one leak restart per hour.
 - Their operator is killed (SIGKILL) once `pair`'s leak has been reported and
   saved, before the restart is due, and started again.
+- `prom`: two replicas, one leaking, watched by a second operator that reads
+  memory from a real Prometheus (scraping kwok's kubelet metrics) and saves no
+  checkpoints. It is killed four minutes in, before any verdict, and restarted:
+  only Prometheus' past can let it act without a five-minute refill.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
@@ -30,9 +35,11 @@ from tests.integration.fleet import (
     ModelServers,
     OperatorProcess,
     create_models_claim,
+    create_namespace,
     create_resource_usage,
     load_example,
 )
+from tests.integration.prometheus import Prometheus
 from tests.support import wait_for
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster
@@ -97,6 +104,13 @@ class GuardScenarios:
     operator: OperatorProcess | None = None
     killed_at: float | None = None
     restarted_at: float | None = None
+    prometheus_binary: Path | None = None
+    prometheus_url: str = ""
+    prom: str = ""
+    prom_leaky: str = ""
+    prom_operator: OperatorProcess | None = None
+    prom_killed_at: float | None = None
+    prom_restarted_at: float | None = None
     timelines: dict[str, PodTimeline] = field(default_factory=dict)
     failure: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -104,7 +118,13 @@ class GuardScenarios:
 
     def start(self) -> None:
         """Set the scenarios up and drive them in the background: a failure is
-        reported by the tests that check them, not by every integration test."""
+        reported by the tests that check them, not by every integration test.
+        Prometheus starts here, on the caller's thread: a child process dies with
+        the thread that started it (PR_SET_PDEATHSIG), and the driver's ends."""
+        assert self.prometheus_binary is not None
+        prometheus = Prometheus(self.prometheus_binary, self.cluster).start()
+        self._stack.callback(prometheus.stop)
+        self.prometheus_url = prometheus.url
         self._background(self._run)
 
     def _run(self) -> None:
@@ -114,10 +134,16 @@ class GuardScenarios:
         )
         suffix = uuid.uuid4().hex[:6]
         pair_namespace, single_namespace = f"guard-pair-{suffix}", f"guard-single-{suffix}"
-        for namespace in (pair_namespace, single_namespace):
+        prom_namespace = f"guard-prom-{suffix}"
+        for namespace in (pair_namespace, single_namespace, prom_namespace):
             self._namespace(namespace)
         _every_pod_leaks(self.api, single_namespace)
-        self.operator = self._start_operator()
+        self.operator = self._start_operator(pair_namespace, single_namespace)
+        self.prom_operator = self._start_prometheus_operator(prom_namespace, self.prometheus_url)
+        prom = load_example("minimal")
+        prom["spec"]["replicas"] = 2
+        prom["spec"]["memoryGuard"] = {"sampleIntervalSeconds": 10, "warmupSeconds": 0}
+        ModelServers(self.api, prom_namespace).create(prom)
         pair = load_example("minimal")
         pair["spec"]["replicas"] = 2
         pair["spec"]["memoryGuard"] = {"sampleIntervalSeconds": 10, "warmupSeconds": 0}
@@ -137,7 +163,15 @@ class GuardScenarios:
         create_resource_usage(self.api, pair_namespace, self.leaky, LEAKING)
         create_resource_usage(self.api, pair_namespace, self.healthy, SAWTOOTH)
         (self.first_single_pod,) = self.pods(single_namespace)
-        self.pair, self.single = pair_namespace, single_namespace
+        servers = ModelServers(self.api, prom_namespace)
+        servers.wait_condition(NAME, "Ready", "True", timeout=120)
+        prom_ready = time.monotonic()
+        timeline = self.timelines[prom_namespace] = PodTimeline(prom_namespace)
+        self._background(lambda: timeline.follow(self.api, self._stop))
+        self.prom_leaky = sorted(self.pods(prom_namespace))[0]
+        create_resource_usage(self.api, prom_namespace, self.prom_leaky, LEAKING)
+        self.pair, self.single, self.prom = pair_namespace, single_namespace, prom_namespace
+        self._background(lambda: self._restart_the_prometheus_operator(prom_ready))
         self._kill_and_restart_the_operator()
 
     def stop(self) -> None:
@@ -145,19 +179,9 @@ class GuardScenarios:
         self._stack.close()
 
     def _namespace(self, name: str) -> None:
-        core = client.CoreV1Api(self.api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-        wait_for(
-            lambda: any(
-                a.metadata.name == "default"
-                for a in core.list_namespaced_service_account(name).items
-            ),
-            timeout=30,
-            what="the default ServiceAccount",
-        )
-        create_models_claim(self.api, name)
+        create_models_claim(self.api, create_namespace(self.api, name))
 
-    def _start_operator(self) -> OperatorProcess:
+    def _start_operator(self, *namespaces: str) -> OperatorProcess:
         # No TF Serving to ask for model states here: Ready means the pods are.
         return self._stack.enter_context(
             OperatorProcess.start(
@@ -165,8 +189,32 @@ class GuardScenarios:
                 "",
                 "--guard-checkpoint-seconds",
                 str(CHECKPOINT_SECONDS),
+                *(f"--namespace={n}" for n in namespaces),
             )
         )
+
+    def _start_prometheus_operator(self, namespace: str, url: str) -> OperatorProcess:
+        return self._stack.enter_context(
+            OperatorProcess.start(
+                self.cluster,
+                "",
+                "--memory-source=prometheus",
+                f"--prometheus-url={url}",
+                "--guard-checkpoint-seconds=86400",  # none: only Prometheus remembers
+                f"--namespace={namespace}",
+            )
+        )
+
+    def _restart_the_prometheus_operator(self, ready_at: float) -> None:
+        """Four minutes in: the leak has run for minutes but no window has judged it."""
+        self._stop.wait(max(0.0, ready_at + 240 - time.monotonic()))
+        if self._stop.is_set():
+            return
+        assert self.prom_operator is not None
+        self.prom_operator.kill()
+        self.prom_killed_at = time.time()
+        self.prom_operator = self._start_prometheus_operator(self.prom, self.prometheus_url)
+        self.prom_restarted_at = time.time()
 
     def _background(self, work: Callable[[], None]) -> None:
         def run() -> None:
@@ -197,7 +245,7 @@ class GuardScenarios:
         assert self.operator is not None
         self.operator.kill()
         self.killed_at = time.time()
-        self.operator = self._start_operator()
+        self.operator = self._start_operator(self.pair, self.single)
         self.restarted_at = time.time()
 
     # -- what the tests look at ----------------------------------------------

@@ -27,6 +27,7 @@ from tests.integration.fleet import (
     ModelServers,
     OperatorProcess,
     create_models_claim,
+    create_namespace,
     load_example,
 )
 from tests.support import wait_for
@@ -95,11 +96,8 @@ def installed(tools: Path) -> Iterator[Installed]:
         find_control_plane(), Path(workdir) / "chart" if workdir else None, log=print
     ) as local:
         api = config.new_client_from_config(str(local.kubeconfig))
-        core = client.CoreV1Api(api)
         for name, labels in ((SYSTEM, RESTRICTED), (TEAM, RESTRICTED), (OUTSIDE, {})):
-            core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
-            )
+            create_namespace(api, name, labels)
         state = Installed(local, api, tools / "helm")
         try:
             yield state

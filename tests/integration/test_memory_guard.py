@@ -130,3 +130,27 @@ def test_the_restart_cap_holds_when_the_replacement_leaks_too(scenarios: GuardSc
     assert replacement in condition["message"]
     guard = _memory_guard_status(scenarios, namespace)
     assert guard["restartsTotal"] == 1 and len(guard["restarts"]) == 1
+
+
+def test_the_prometheus_source_gives_a_restarted_operator_the_past(
+    scenarios: GuardScenarios,
+) -> None:
+    namespace = scenarios.prom
+    scenarios.wait(
+        lambda: (
+            scenarios.prom_restarted_at and scenarios.prom_leaky not in scenarios.pods(namespace)
+        ),
+        timeout=SETUP_SECONDS + LEAK_SECONDS,
+        what=f"{scenarios.prom_leaky} to be evicted after the operator's restart",
+    )
+    assert scenarios.prom_killed_at is not None and scenarios.prom_restarted_at is not None
+    evicted_at = scenarios.timelines[namespace].first(scenarios.prom_leaky, deleting=True)
+    assert evicted_at is not None and evicted_at > scenarios.prom_killed_at
+    # Killed before any window could judge and restarted with no checkpoint: from
+    # scratch it would need 300 s of new samples; Prometheus' past makes it ~160 s.
+    assert evicted_at - scenarios.prom_restarted_at < 250, evicted_at - scenarios.prom_restarted_at
+    assert scenarios.evictions(namespace) == [scenarios.prom_leaky]
+    assert scenarios.prom_operator is not None
+    assert "past samples of" in scenarios.prom_operator.log.read_text()
+    (restart,) = _memory_guard_status(scenarios, namespace)["restarts"]
+    assert 30 < restart["slopeMiBPerMinute"] < 90

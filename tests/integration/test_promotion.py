@@ -28,6 +28,7 @@ from tests.integration.fleet import (
     OperatorProcess,
     add_versions,
     create_models_claim,
+    create_namespace,
     events_for,
 )
 from tests.standin.tfserving import TFServingStandIn
@@ -58,17 +59,7 @@ class Stage:
         return self.operator
 
     def namespace(self) -> str:
-        core = client.CoreV1Api(self.api)
-        name = f"promote-{uuid.uuid4().hex[:6]}"
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-        wait_for(
-            lambda: any(
-                a.metadata.name == "default"
-                for a in core.list_namespaced_service_account(name).items
-            ),
-            timeout=30,
-            what="the default ServiceAccount",
-        )
+        name = create_namespace(self.api, f"promote-{uuid.uuid4().hex[:6]}")
         create_models_claim(self.api, name)
         return name
 

@@ -131,3 +131,13 @@ def test_only_the_cap_and_the_back_off_count_as_held() -> None:
     starting = restart_decision(guard=guard, pod_ready=False, restarts=[], **common)
     assert capped.held and capped.action is None
     assert not starting.held and starting.action is None
+
+
+def test_prometheus_selectors_quote_names_as_promql_strings() -> None:
+    from tfops.memory.sources import _selector
+
+    assert _selector("ml", '"search-abc-x"') == (
+        '{namespace="ml",pod="search-abc-x",container="tensorflow-serving"}'
+    )
+    # A hostile namespace stays a string literal.
+    assert '\\"' in _selector('a"b', '"p"')

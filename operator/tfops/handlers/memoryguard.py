@@ -29,9 +29,10 @@ from tfops.memory.guard import (
     settings_for,
 )
 from tfops.memory.policy import LeakTracker
+from tfops.memory.sources import MetricsServerSource, PrometheusSource, Source, SourceError
 from tfops.model import MemoryGuard, parse_spec
 from tfops.quantity import parse_bytes
-from tfops.render.common import CONTAINER_NAME, OWNER_LABEL, Owner
+from tfops.render.common import CONTAINER_NAME, Owner
 from tfops.schema import SpecInvalid
 from tfops.status import pod_ready
 
@@ -72,16 +73,17 @@ def _container_state(pod: dict[str, Any]) -> tuple[int, bool, float | None]:
     return 0, False, None
 
 
-def _working_set(metrics_item: dict[str, Any]) -> float | None:
-    for container in metrics_item.get("containers") or []:
-        if container.get("name") == CONTAINER_NAME:
-            return float(parse_bytes(container["usage"]["memory"]))
-    return None
+def make_source() -> Source:
+    settings = config.current()
+    if settings.memory_source == "prometheus":
+        return PrometheusSource(settings.prometheus_url)
+    return MetricsServerSource(modelserver.api())
 
 
 class MemoryGuardLoop:
-    def __init__(self, indexes: dict[str, Any]) -> None:
+    def __init__(self, indexes: dict[str, Any], source: Source) -> None:
         self.indexes = indexes
+        self.source = source
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, name="memory-guard", daemon=True)
 
@@ -125,6 +127,8 @@ class MemoryGuardLoop:
                 self.sample(body, guard, fleet, now)
             except ApiException as error:
                 logger.warning("Could not sample %s/%s: %s", *key, kube.error_message(error))
+            except SourceError as error:
+                logger.warning("Could not sample %s/%s: %s", *key, error)
         for gone in set(FLEETS) - seen:
             FLEETS.pop(gone, None)
 
@@ -160,11 +164,41 @@ class MemoryGuardLoop:
             return
         fleet.last_checkpoint = now
 
+    def backfill(
+        self, watch: PodWatch, pod: dict[str, Any], limit: float, guard: MemoryGuard
+    ) -> None:
+        """Fill a watch from the source's past (Prometheus has one): from the end of
+        what the watch holds (or the process start) until now."""
+        samples = watch.history.samples()
+        since = watch.started_at + (samples[-1].seconds if samples else 0.0)
+        meta = pod["metadata"]
+        try:
+            past = self.source.history(
+                meta["namespace"],
+                meta["name"],
+                since + 1,
+                time.time(),
+                guard.sample_interval_seconds,
+            )
+        except SourceError as error:
+            logger.warning("No history for %s/%s: %s", meta["namespace"], meta["name"], error)
+            return
+        for reading in past:
+            watch.add(reading.stamp, reading.epoch, reading.working_set, limit)
+        if past:
+            logger.info("Read %d past samples of %s/%s", len(past), meta["namespace"], meta["name"])
+
     def watch_pod(
-        self, fleet: FleetWatch, pod_name: str, pod: dict[str, Any], guard: MemoryGuard
+        self,
+        fleet: FleetWatch,
+        pod_name: str,
+        pod: dict[str, Any],
+        guard: MemoryGuard,
+        limit: float,
     ) -> PodWatch | None:
         """The pod's watch, created (or restored from a checkpoint) on first sight,
-        restarted with a fresh history when its container restarted."""
+        restarted with a fresh history when its container restarted; both filled
+        from the source's past when it has one."""
         detector, policy = settings_for(guard)
         uid = pod["metadata"].get("uid", "")
         restart_count, oom_killed, process_started = _container_state(pod)
@@ -184,10 +218,12 @@ class MemoryGuardLoop:
                     restart_count=restart_count,
                 )
             fleet.pods[pod_name] = watch
+            self.backfill(watch, pod, limit, guard)
         if restart_count > watch.restart_count:
             watch.process_restarted(
                 restart_count=restart_count, oom_killed=oom_killed, started_at=process_started
             )
+            self.backfill(watch, pod, limit, guard)
         return watch
 
     def sample(
@@ -199,10 +235,7 @@ class MemoryGuardLoop:
         pods = {
             p["metadata"]["name"]: p for p in modelserver.owned_pods(self.indexes, namespace, name)
         }
-        readings = {
-            m["metadata"]["name"]: m
-            for m in kube.list_pod_metrics(api, namespace, f"{OWNER_LABEL}={name}")
-        }
+        readings = self.source.readings(namespace, name)
         for pod_name in set(fleet.pods) - set(pods):
             fleet.pods.pop(pod_name)
             fleet.held.pop(pod_name, None)
@@ -211,19 +244,19 @@ class MemoryGuardLoop:
             limit, reading = _limit(pod), readings.get(pod_name)
             if not limit or reading is None:
                 continue
-            working_set = _working_set(reading)
-            watch = self.watch_pod(fleet, pod_name, pod, guard)
-            if working_set is None or watch is None:
+            watch = self.watch_pod(fleet, pod_name, pod, guard, limit)
+            if watch is None:
                 continue
-            was_leaking = bool(watch.verdict and watch.verdict.leaking)
-            wants_restart = watch.add(
-                reading["timestamp"], _epoch(reading["timestamp"]), working_set, limit
-            )
+            wants_restart = watch.add(reading.stamp, reading.epoch, reading.working_set, limit)
             verdict = watch.verdict
             if verdict is None:
                 continue
             metrics.observe_verdict(namespace, pod_name, verdict)
-            if verdict.leaking and not was_leaking:
+            if watch.tracker.leaking_since is None:
+                watch.reported = False
+            if verdict.leaking and not watch.reported:
+                # Once per leak (a verdict that flickers under sawtooth is one leak).
+                watch.reported = True
                 metrics.LEAK_VERDICTS.labels(namespace, name).inc()
                 message = describe_leak(pod_name, verdict)
                 logger.warning(message)
@@ -306,7 +339,7 @@ _loop: MemoryGuardLoop | None = None
 @kopf.on.startup()
 def start_memory_guard(**kwargs: Any) -> None:
     global _loop  # noqa: PLW0603 - one loop per process
-    _loop = MemoryGuardLoop(kwargs)
+    _loop = MemoryGuardLoop(kwargs, make_source())
     _loop.start()
     logger.info("Started the memory guard (every %ss)", TICK_SECONDS)
 

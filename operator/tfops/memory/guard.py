@@ -48,6 +48,8 @@ class PodWatch:
     oom_slopes: list[float] = field(default_factory=list)
     last_reading: str = ""
     verdict: Verdict | None = None
+    # Whether the current leak has been reported (Event, counter).
+    reported: bool = False
 
     def add(self, reading_time: str, epoch: float, working_set: float, limit: float) -> bool:
         """Add a reading (once per metrics timestamp); True when the policy says
@@ -194,6 +196,7 @@ def checkpoint_pod(watch: PodWatch) -> str:
             "restartCount": watch.restart_count,
             "oomSlopes": watch.oom_slopes,
             "lastReading": watch.last_reading,
+            "reported": watch.reported,
             "leakingSince": watch.tracker.leaking_since,
             "lastLeaking": watch.tracker.last_leaking,
             "limit": samples[-1].limit if samples else None,
@@ -226,6 +229,7 @@ def restore_pod(
             restart_count=int(data.get("restartCount", 0)),
             oom_slopes=[float(x) for x in data.get("oomSlopes") or []],
             last_reading=str(data.get("lastReading", "")),
+            reported=bool(data.get("reported", False)),
         )
     except (ValueError, TypeError, KeyError):
         return None
