@@ -250,7 +250,7 @@ def show_modelserver(
         }
         kubectl("apply", "-n", NAMESPACE, "-f", "-", input_text=yaml.safe_dump(bad), check=False)
         if local:
-            show_memory_guard(kubectl, api)
+            show_memory_guard(kubectl, api, store)
         if operator.poll() is not None:
             print(log.read_text())
 
@@ -259,16 +259,17 @@ LEAK = 'Quantity("100Mi") + Quantity("1Mi") * pod.SinceSecond()'
 SAWTOOTH = 'Quantity("300Mi") + Quantity("100Mi") * (double(int(pod.SinceSecond()) % 60) / 60.0)'
 
 
-def show_memory_guard(kubectl: Kubectl, api: object) -> None:
+def show_memory_guard(kubectl: Kubectl, api: object, store: Path) -> None:
     """Two replicas; kwok makes one leak 60 MiB/min and the other saw up and down.
     The guard judges from five minutes of samples and evicts only the leaking one."""
-    from tests.integration.fleet import create_resource_usage, load_example
+    from tests.integration.fleet import add_versions, create_resource_usage, load_example
 
     say(
         "The memory guard: a fleet of two where one pod leaks 60 MiB/min (about seven "
         "minutes to watch; Ctrl-C stops the demo)"
     )
     manifest = load_example("minimal")
+    add_versions(store, manifest["spec"]["models"][0]["basePath"], 1)
     manifest["metadata"]["name"] = "leaky"
     manifest["spec"]["replicas"] = 2
     manifest["spec"]["memoryGuard"] = {"sampleIntervalSeconds": 10, "warmupSeconds": 0}
@@ -325,7 +326,7 @@ def show_memory_guard(kubectl: Kubectl, api: object) -> None:
         "-n",
         NAMESPACE,
         "--field-selector",
-        "involvedObject.name=leaky",
+        "involvedObject.name=leaky,involvedObject.kind=ModelServer",
         "-o",
         "custom-columns=REASON:.reason,MESSAGE:.message",
     )
