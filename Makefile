@@ -56,7 +56,7 @@ manifests:
 manifests-stdout:
 	@$(HELM) template $(MANIFEST_ARGS)
 
-# About 25 minutes: 50 latency samples, 300 ModelServers, 1000 resync cycles;
+# About 20 minutes: 50 latency samples, 300 ModelServers, 1000 resync cycles;
 # then the leak detector and its baselines over the trace corpus (2 minutes).
 bench: $(INSTALLED) control-plane
 	$(BIN)/python bench/reconcile.py --latency-count 50 --scale-count 300 \
