@@ -243,6 +243,17 @@ def _live_models_config(owner: Owner, indexes: dict[str, Any]) -> dict[str, Conf
     return parse_models_config(text) if text else {}
 
 
+def _version_change_pending(
+    owner: Owner, spec: ModelServerSpec, indexes: dict[str, Any], previous: dict[str, Any]
+) -> bool:
+    """Whether a served model's versions or labels differ from what models.config
+    says (a change to stage, or one rolled back and held), or a step is in flight."""
+    live = _live_models_config(owner, indexes)
+    if any(m.name in live and live[m.name] != Configured.of(m) for m in spec.models):
+        return True
+    return any(r["step"] in promotion.IN_FLIGHT for r in previous.get("promotions") or [])
+
+
 def _promote(
     *,
     owner: Owner,
@@ -257,9 +268,10 @@ def _promote(
 ) -> tuple[dict[str, Configured], list[dict[str, Any]]]:
     """Each served model's next transition step (tfops.promotion): what models.config
     should say now, and the records for status.promotions. Without model states
-    (None) there is nothing to stage on: models.config follows the spec at once."""
+    (None: no change pending, or none can be seen) models.config follows the spec."""
     if model_states is None:
-        return {}, []
+        names = {m.name for m in spec.models}
+        return {}, [r for r in previous.get("promotions") or [] if r["model"] in names]
     live = _live_models_config(owner, indexes)
     answered = {p: s for p, s in model_states.items() if isinstance(s, dict)}
     ready = sum(1 for p in pods if pod_ready(p))
@@ -455,14 +467,17 @@ def reconcile(
             return
         pods = _lookup(indexes, "tfops_pods", (owner.namespace, owner.name))
         checked = bool(config.current().serving_url_template)
-        model_states = _model_states(spec, pods) if checked else {}
+        # TF Serving is asked before applying only when a version change needs the
+        # answers to pick its step; otherwise after, so an apply never waits on it.
+        staging = checked and _version_change_pending(owner, spec, indexes, previous)
+        model_states = _model_states(spec, pods) if staging else None
         serving, promotions = _promote(
             owner=owner,
             spec=spec,
             plan=plan,
             indexes=indexes,
             pods=pods,
-            model_states=model_states if checked else None,
+            model_states=model_states,
             previous=previous,
             generation=generation,
             sink=sink,
@@ -485,6 +500,8 @@ def reconcile(
                     delay=5,
                 ) from error
             raise
+        if model_states is None:
+            model_states = _model_states(spec, pods) if checked else {}
         fleet = FLEETS.get((owner.namespace, owner.name))
         observation = Observation(
             deployment=live.get("Deployment"),
