@@ -96,6 +96,16 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
             standin.stop()
 
 
+def _ranker(base: str, versions: list[int], *, stable: int) -> dict[str, Any]:
+    return {
+        "name": "ranker",
+        "basePath": base,
+        "size": "100Mi",
+        "versionPolicy": {"specific": versions},
+        "versionLabels": {"stable": stable},
+    }
+
+
 def _fleet(stage: Stage, namespace: str, base: str, **spec: Any) -> ModelServers:
     manifest = {
         "apiVersion": "serving.tfops.dev/v1alpha1",
@@ -104,15 +114,7 @@ def _fleet(stage: Stage, namespace: str, base: str, **spec: Any) -> ModelServers
         "spec": {
             "replicas": 2,
             "modelStorage": {"claimName": "models"},
-            "models": [
-                {
-                    "name": "ranker",
-                    "basePath": base,
-                    "size": "100Mi",
-                    "versionPolicy": {"specific": [47]},
-                    "versionLabels": {"stable": 47},
-                }
-            ],
+            "models": [_ranker(base, [47], stable=47)],
             "promotion": {"graceSeconds": 5},
             **spec,
         },
@@ -296,36 +298,10 @@ def test_a_transition_the_limit_cannot_hold_is_refused_with_the_numbers(stage: S
     base = f"/models/{namespace}/ranker"
     add_versions(stage.store, base, 47, 48, 49, 50)
     servers = _fleet(stage, namespace, base, resources={"limits": {"memory": "900Mi"}})
-    servers.patch(
-        NAME,
-        {
-            "models": [
-                {
-                    "name": "ranker",
-                    "basePath": base,
-                    "size": "100Mi",
-                    "versionPolicy": {"specific": [47, 48]},
-                    "versionLabels": {"stable": 47},
-                }
-            ]
-        },
-    )
+    servers.patch(NAME, {"models": [_ranker(base, [47, 48], stable=47)]})
     servers.wait_condition(NAME, "Ready", "True", "AllModelsAvailable", timeout=60)
     # Four versions of 100Mi side by side would need 1056Mi at 2x: more than 900Mi.
-    servers.patch(
-        NAME,
-        {
-            "models": [
-                {
-                    "name": "ranker",
-                    "basePath": base,
-                    "size": "100Mi",
-                    "versionPolicy": {"specific": [49, 50]},
-                    "versionLabels": {"stable": 49},
-                }
-            ]
-        },
-    )
+    servers.patch(NAME, {"models": [_ranker(base, [49, 50], stable=49)]})
     degraded = servers.wait_condition(NAME, "Degraded", "True", "PromotionFailed")
     assert "4 versions of 100 MiB side by side" in degraded["message"]
     assert "1056Mi" in degraded["message"] and "900Mi" in degraded["message"]

@@ -350,15 +350,8 @@ class TFServingStandIn:
                 if not match or match["tail"] != ":predict":
                     self._reply(404, {"error": f"Malformed request: POST {self.path}"})
                     return
-                found = standin.servable(
-                    match["namespace"],
-                    match["pod"],
-                    match["model"],
-                    match["version"],
-                    match["label"],
-                )
-                if isinstance(found, str):
-                    self._reply(404, {"error": found})
+                found = self._servable(match)
+                if found is None:
                     return
                 length = int(self.headers.get("Content-Length", 0))
                 try:
@@ -367,7 +360,9 @@ class TFServingStandIn:
                 except (ValueError, KeyError, TypeError, tf.errors.OpError) as error:
                     self._reply(400, {"error": str(error)})
 
-            def _metadata(self, match: re.Match[str]) -> None:
+            def _servable(self, match: re.Match[str]) -> tuple[int, Any] | None:
+                """The version and loaded model a request addresses; None after
+                answering 404 as TF Serving does."""
                 found = standin.servable(
                     match["namespace"],
                     match["pod"],
@@ -377,6 +372,12 @@ class TFServingStandIn:
                 )
                 if isinstance(found, str):
                     self._reply(404, {"error": found})
+                    return None
+                return found
+
+            def _metadata(self, match: re.Match[str]) -> None:
+                found = self._servable(match)
+                if found is None:
                     return
                 server = standin.pods[(match["namespace"], match["pod"])]
                 self._reply(
