@@ -244,11 +244,10 @@ def _live_models_config(owner: Owner, indexes: dict[str, Any]) -> dict[str, Conf
 
 
 def _version_change_pending(
-    owner: Owner, spec: ModelServerSpec, indexes: dict[str, Any], previous: dict[str, Any]
+    spec: ModelServerSpec, live: dict[str, Configured], previous: dict[str, Any]
 ) -> bool:
     """Whether a served model's versions or labels differ from what models.config
     says (a change to stage, or one rolled back and held), or a step is in flight."""
-    live = _live_models_config(owner, indexes)
     if any(m.name in live and live[m.name] != Configured.of(m) for m in spec.models):
         return True
     return any(r["step"] in promotion.IN_FLIGHT for r in previous.get("promotions") or [])
@@ -259,7 +258,7 @@ def _promote(
     owner: Owner,
     spec: ModelServerSpec,
     plan: Plan,
-    indexes: dict[str, Any],
+    live: dict[str, Configured],
     pods: list[dict[str, Any]],
     model_states: dict[str, dict[str, list[VersionStatus]] | str] | None,
     previous: dict[str, Any],
@@ -272,7 +271,6 @@ def _promote(
     if model_states is None:
         names = {m.name for m in spec.models}
         return {}, [r for r in previous.get("promotions") or [] if r["model"] in names]
-    live = _live_models_config(owner, indexes)
     answered = {p: s for p, s in model_states.items() if isinstance(s, dict)}
     ready = sum(1 for p in pods if pod_ready(p))
     records = {r["model"]: r for r in previous.get("promotions") or []}
@@ -469,13 +467,14 @@ def reconcile(
         checked = bool(config.current().serving_url_template)
         # TF Serving is asked before applying only when a version change needs the
         # answers to pick its step; otherwise after, so an apply never waits on it.
-        staging = checked and _version_change_pending(owner, spec, indexes, previous)
+        live_config = _live_models_config(owner, indexes)
+        staging = checked and _version_change_pending(spec, live_config, previous)
         model_states = _model_states(spec, pods) if staging else None
         serving, promotions = _promote(
             owner=owner,
             spec=spec,
             plan=plan,
-            indexes=indexes,
+            live=live_config,
             pods=pods,
             model_states=model_states,
             previous=previous,
