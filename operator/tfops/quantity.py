@@ -1,8 +1,10 @@
 """Kubernetes resource quantities: parse to numbers, format canonically.
 
-Only what tfops needs: decimal and binary suffixes and millis, no exponents.
-Canonical output matters: the apiserver stores quantities in canonical form, and
-rendering the same form keeps an unchanged spec from looking like drift.
+The grammar is Kubernetes' own (`resource.ParseQuantity`): an optionally signed
+decimal number followed by a binary suffix (Ki..Ei), a decimal suffix (n, u, m,
+k, M, G, T, P, E) or a decimal exponent (e3, E-2). Canonical output matters: the
+apiserver stores quantities in canonical form, and rendering the same form keeps
+an unchanged spec from looking like drift.
 """
 
 from __future__ import annotations
@@ -13,23 +15,33 @@ from decimal import Decimal, InvalidOperation
 
 _SUFFIXES = {
     "": Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
     "m": Decimal("0.001"),
     "k": Decimal(10) ** 3,
     "M": Decimal(10) ** 6,
     "G": Decimal(10) ** 9,
     "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
     "Ki": Decimal(2) ** 10,
     "Mi": Decimal(2) ** 20,
     "Gi": Decimal(2) ** 30,
     "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
 }
+# The same grammar as an OpenAPI pattern (Go RE2: `$` is the end of the text).
+QUANTITY_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 _PATTERN = re.compile(
-    r"^\+?(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+    r"(?P<number>[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))"
+    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?"
 )
 
 KiB = 2**10
 MiB = 2**20
 GiB = 2**30
+TiB = 2**40
 
 
 class QuantityError(ValueError):
@@ -37,24 +49,28 @@ class QuantityError(ValueError):
 
 
 def parse_quantity(value: str | int | float) -> Decimal:
-    """'2Gi' -> 2147483648, '500m' -> 0.5. Raises QuantityError on anything else."""
+    """'2Gi' -> 2147483648, '500m' -> 0.5, '1e3' -> 1000. Raises QuantityError on
+    anything else (also on a bool, NaN or infinity)."""
     if isinstance(value, bool):
         raise QuantityError(f"{value!r} is not a quantity")
     if isinstance(value, int | float):
-        if value < 0 or not math.isfinite(value):
-            raise QuantityError(f"{value!r} is not a non-negative quantity")
+        if not math.isfinite(value):
+            raise QuantityError(f"{value!r} is not a finite quantity")
         return Decimal(str(value))
-    match = _PATTERN.match(value.strip())
+    match = _PATTERN.fullmatch(value)
     if not match:
         raise QuantityError(
-            f"{value!r} is not a quantity (use a number with an optional suffix: "
-            "m, k, M, G, Ki, Mi, Gi, e.g. 4Gi or 500m)"
+            f"{value!r} is not a quantity (a number with an optional suffix such as "
+            "Mi, Gi, m or k, e.g. 4Gi or 500m)"
         )
+    suffix = match["suffix"] or ""
     try:
         number = Decimal(match["number"])
-    except InvalidOperation as error:  # pragma: no cover - the pattern admits only decimals
-        raise QuantityError(f"{value!r} is not a quantity") from error
-    return number * _SUFFIXES[match["suffix"] or ""]
+        if suffix not in _SUFFIXES:  # a decimal exponent: e3, E-2
+            return number.scaleb(int(suffix[1:]))
+    except (InvalidOperation, ArithmeticError) as error:
+        raise QuantityError(f"{value!r} is out of range for a quantity") from error
+    return number * _SUFFIXES[suffix]
 
 
 def parse_bytes(value: str | int | float) -> int:
@@ -63,7 +79,7 @@ def parse_bytes(value: str | int | float) -> int:
 
 def format_bytes(value: int) -> str:
     """The largest binary suffix that divides exactly, as the apiserver prints it."""
-    for suffix, factor in (("Ti", 2**40), ("Gi", GiB), ("Mi", MiB), ("Ki", KiB)):
+    for suffix, factor in (("Ti", TiB), ("Gi", GiB), ("Mi", MiB), ("Ki", KiB)):
         if value and value % factor == 0:
             return f"{value // factor}{suffix}"
     return str(value)
@@ -83,7 +99,7 @@ def format_cpu(cores: Decimal) -> str:
 
 def human_bytes(value: float) -> str:
     """For messages: 1.5 GiB, 300 MiB."""
-    for suffix, factor in (("TiB", 2**40), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+    for suffix, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if abs(value) >= factor:
             return f"{value / factor:.3g} {suffix}"
     return f"{value:.0f} B"

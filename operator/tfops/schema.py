@@ -11,6 +11,8 @@ re-checks the same thing in the operator and in unit tests, with one message.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import re
 import types
 import typing
@@ -18,14 +20,36 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NewType, TypeVar, get_args, get_origin
 
+from tfops.quantity import QUANTITY_PATTERN, QuantityError, parse_quantity
+
 T = TypeVar("T")
 
 # A Kubernetes quantity such as "4Gi" or "500m" (stored as given).
 Quantity = NewType("Quantity", str)
-# An opaque Kubernetes object kept as-is (e.g. a VolumeSource).
+# A Kubernetes object kept as-is (e.g. a VolumeSource): its keys are checked by
+# rules, its values by the apiserver when the owned object is applied.
 RawObject = NewType("RawObject", dict)
 
-_QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+QUANTITY_MAX_LENGTH = 32
+# Integers without a maximum of their own stop here: larger ones lose precision in
+# JSON clients, and past int64 the apiserver reads them as floats.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def matches(pattern: str, value: str) -> bool:
+    """Whether `value` matches an OpenAPI `pattern` as the apiserver reads it (Go
+    RE2, where `$` is the end of the text: Python's `$` would also accept a
+    trailing newline)."""
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+    return re.search(anchored, value) is not None
+
+
+def shown(value: Any) -> str:
+    """A value as the user wrote it in YAML/JSON (true, not True; "a", not 'a')."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 @dataclass(frozen=True)
@@ -104,20 +128,29 @@ def openapi_schema(annotation: Any, description: str = "", **constraints: Any) -
     if annotation is Quantity:
         schema = {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": _QUANTITY_PATTERN,
-            "maxLength": 32,
+            "pattern": QUANTITY_PATTERN,
+            "maxLength": QUANTITY_MAX_LENGTH,
             "x-kubernetes-int-or-string": True,
         }
     elif annotation is RawObject:
-        schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        # A map of any values (not an opaque object), so CEL rules can see its keys.
+        schema = {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        }
     elif annotation is str:
         schema = {"type": "string"}
     elif annotation is bool:
         schema = {"type": "boolean"}
     elif annotation is int:
         schema = {"type": "integer", "format": "int64"}
+        constraints = {"maximum": MAX_SAFE_INTEGER, **constraints}
     elif annotation is float:
         schema = {"type": "number"}
+        constraints = _with_float_bounds(constraints)
     elif origin is Literal:
         schema = {"type": "string", "enum": list(get_args(annotation))}
     elif origin is tuple:
@@ -147,6 +180,22 @@ def openapi_schema(annotation: Any, description: str = "", **constraints: Any) -
         else:
             schema[key] = value
     return schema
+
+
+def _with_float_bounds(constraints: dict[str, Any]) -> dict[str, Any]:
+    """The apiserver compares an integer value with a bound truncated to an integer
+    (0 passes minimum: 0.01): CEL rules hold the real, fractional bounds."""
+    rules = [
+        {"rule": f"self >= {constraints[k]}", "message": f"must be at least {constraints[k]}"}
+        if k == "minimum"
+        else {"rule": f"self <= {constraints[k]}", "message": f"must be at most {constraints[k]}"}
+        for k in ("minimum", "maximum")
+        if k in constraints and constraints[k] != int(constraints[k])
+    ]
+    if not rules:
+        return constraints
+    existing = list(constraints.get("x-kubernetes-validations", []))
+    return {**constraints, "x-kubernetes-validations": rules + existing}
 
 
 def _item_constraints(
@@ -199,7 +248,8 @@ class SpecInvalid(ValueError):
 def parse(cls: type[T], data: Any, path: str = "spec") -> T:
     """Parse JSON data into `cls`, checking types, constraints and rules.
 
-    Raises SpecInvalid listing every error found (not just the first).
+    Raises SpecInvalid listing every error found (not just the first). A null is
+    read as an absent field, as the apiserver does when it stores an object.
     """
     errors: list[SpecError] = []
     value = _parse_value(cls, data, path, {}, errors)
@@ -211,24 +261,19 @@ def parse(cls: type[T], data: Any, path: str = "spec") -> T:
 def _parse_value(
     annotation: Any, data: Any, path: str, constraints: Mapping[str, Any], errors: list[SpecError]
 ) -> Any:
-    annotation, optional = _strip_optional(annotation)
+    annotation, _optional = _strip_optional(annotation)
     if data is None:
-        if not optional:
-            errors.append(SpecError(path, "is required"))
+        errors.append(SpecError(path, "is required"))
         return None
     origin = get_origin(annotation)
     if annotation is Quantity:
-        if (
-            isinstance(data, bool)
-            or not isinstance(data, int | str)
-            or (isinstance(data, str) and not re.match(_QUANTITY_PATTERN, data))
-        ):
-            errors.append(SpecError(path, f"{data!r} is not a quantity (e.g. 4Gi, 512Mi, 500m)"))
-            return None
-        return Quantity(str(data))
+        return _parse_quantity(data, path, constraints, errors)
     if annotation is RawObject:
-        if not isinstance(data, dict):
-            errors.append(SpecError(path, "must be an object"))
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            errors.append(SpecError(path, f"must be an object, not {shown(data)}"))
+            return None
+        if "maxProperties" in constraints and len(data) > constraints["maxProperties"]:
+            errors.append(SpecError(path, f"takes at most {constraints['maxProperties']} entries"))
             return None
         return RawObject(data)
     if annotation in (str, bool, int, float) or origin is Literal:
@@ -236,22 +281,61 @@ def _parse_value(
     if origin is tuple:
         return _parse_list(get_args(annotation)[0], data, path, constraints, errors)
     if origin in (dict, Mapping):
-        if not isinstance(data, dict):
-            errors.append(SpecError(path, "must be an object (a map)"))
-            return None
-        key_pattern = constraints.get("keyPattern")
-        item = {k[5:]: v for k, v in constraints.items() if k.startswith("item_")}
-        result = {}
-        for key, item_data in data.items():
-            if key_pattern and not re.match(key_pattern, key):
-                errors.append(SpecError(path, f"keys must match {key_pattern} ({key!r} does not)"))
-            result[key] = _parse_value(
-                get_args(annotation)[1], item_data, f"{path}.{key}", item, errors
-            )
-        return result
+        return _parse_map(get_args(annotation)[1], data, path, constraints, errors)
     if dataclasses.is_dataclass(annotation):
         return _parse_object(annotation, data, path, errors)
     raise TypeError(f"cannot parse {annotation!r}")  # pragma: no cover
+
+
+def _parse_quantity(
+    data: Any, path: str, constraints: Mapping[str, Any], errors: list[SpecError]
+) -> Quantity | None:
+    if isinstance(data, bool) or not isinstance(data, int | str):
+        errors.append(SpecError(path, f"{shown(data)} is not a quantity (e.g. 4Gi, 512Mi, 500m)"))
+        return None
+    if isinstance(data, str) and len(data) > QUANTITY_MAX_LENGTH:
+        errors.append(SpecError(path, f"must be at most {QUANTITY_MAX_LENGTH} characters"))
+        return None
+    if isinstance(data, str) and not matches(QUANTITY_PATTERN, data):
+        errors.append(
+            SpecError(
+                path,
+                f"{shown(data)} is not a quantity: a number with an optional suffix "
+                "(Ki, Mi, Gi, Ti, m, k, M, G, or an exponent such as e3), e.g. 4Gi or 500m",
+            )
+        )
+        return None
+    try:
+        parse_quantity(data)
+    except QuantityError as error:
+        errors.append(SpecError(path, str(error)))
+        return None
+    return Quantity(str(data))
+
+
+def _parse_map(
+    value_type: Any, data: Any, path: str, constraints: Mapping[str, Any], errors: list[SpecError]
+) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        errors.append(SpecError(path, f"must be an object (a map), not {shown(data)}"))
+        return None
+    if "maxProperties" in constraints and len(data) > constraints["maxProperties"]:
+        errors.append(SpecError(path, f"takes at most {constraints['maxProperties']} entries"))
+    key_pattern = constraints.get("keyPattern")
+    item = {k[5:]: v for k, v in constraints.items() if k.startswith("item_")}
+    result = {}
+    for key, item_data in data.items():
+        if item_data is None:
+            continue  # the apiserver drops a null entry
+        if not isinstance(key, str):
+            errors.append(
+                SpecError(path, f"keys must be strings ({shown(key)} is not; quote it in YAML)")
+            )
+            continue
+        if key_pattern and not matches(key_pattern, key):
+            errors.append(SpecError(path, f"keys must match {key_pattern} ({shown(key)} does not)"))
+        result[key] = _parse_value(value_type, item_data, f"{path}.{key}", item, errors)
+    return result
 
 
 def _parse_scalar(
@@ -259,10 +343,15 @@ def _parse_scalar(
 ) -> Any:
     if get_origin(annotation) is Literal:
         allowed = get_args(annotation)
-        if data not in allowed:
-            errors.append(SpecError(path, f"{data!r} is not one of {', '.join(allowed)}"))
+        if not isinstance(data, str) or data not in allowed:
+            errors.append(SpecError(path, f"{shown(data)} is not one of {', '.join(allowed)}"))
             return None
         return data
+    if annotation is int:
+        constraints = {"maximum": MAX_SAFE_INTEGER, **constraints}
+        # JSON has one number type: the apiserver takes 1.0 for an integer.
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
     ok = {
         str: isinstance(data, str),
         bool: isinstance(data, bool),
@@ -271,9 +360,15 @@ def _parse_scalar(
     }[annotation]
     if not ok:
         kind = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
-        errors.append(SpecError(path, f"must be {kind[annotation]}, not {data!r}"))
+        errors.append(SpecError(path, f"must be {kind[annotation]}, not {shown(data)}"))
         return None
-    value = float(data) if annotation is float else data
+    if annotation is float:
+        if isinstance(data, float) and not math.isfinite(data):
+            errors.append(SpecError(path, f"must be a finite number, not {data}"))
+            return None
+        value: Any = float(data)
+    else:
+        value = data
     _check_constraints(value, path, constraints, errors)
     return value
 
@@ -288,8 +383,8 @@ def _check_constraints(
             errors.append(SpecError(path, f"must be at least {c['minimum']}, not {value}"))
     if "maximum" in c and value > c["maximum"]:
         errors.append(SpecError(path, f"must be at most {c['maximum']}, not {value}"))
-    if "pattern" in c and not re.match(c["pattern"], value):
-        errors.append(SpecError(path, f"{value!r} must match {c['pattern']}"))
+    if "pattern" in c and not matches(c["pattern"], value):
+        errors.append(SpecError(path, f"{shown(value)} must match {c['pattern']}"))
     if "maxLength" in c and len(value) > c["maxLength"]:
         errors.append(SpecError(path, f"must be at most {c['maxLength']} characters"))
     if "minLength" in c and len(value) < c["minLength"]:
@@ -300,7 +395,7 @@ def _parse_list(
     item_type: Any, data: Any, path: str, constraints: Mapping[str, Any], errors: list[SpecError]
 ) -> Any:
     if not isinstance(data, list):
-        errors.append(SpecError(path, "must be a list"))
+        errors.append(SpecError(path, f"must be a list, not {shown(data)}"))
         return None
     if "minItems" in constraints and len(data) < constraints["minItems"]:
         errors.append(SpecError(path, f"needs at least {constraints['minItems']} item(s)"))
@@ -311,24 +406,26 @@ def _parse_list(
         _parse_value(item_type, entry, f"{path}[{index}]", item, errors)
         for index, entry in enumerate(data)
     )
-    if constraints.get("x-kubernetes-list-type") == "set" and len(set(values)) != len(values):
-        errors.append(SpecError(path, "must not repeat a value"))
+    if constraints.get("x-kubernetes-list-type") == "set":
+        keys = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if len(set(keys)) != len(keys):
+            errors.append(SpecError(path, "must not repeat a value"))
     return values
 
 
 def _parse_object(cls: Any, data: Any, path: str, errors: list[SpecError]) -> Any:
     if not isinstance(data, dict):
-        errors.append(SpecError(path, "must be an object"))
+        errors.append(SpecError(path, f"must be an object, not {shown(data)}"))
         return None
     hints = _hints(cls)
     fields = {json_name(f): f for f in dataclasses.fields(cls)}
-    for unknown in sorted(set(data) - set(fields)):
+    for unknown in sorted(set(data) - set(fields), key=str):
         errors.append(SpecError(f"{path}.{unknown}", f"unknown field; known: {', '.join(fields)}"))
     before = len(errors)
     values: dict[str, Any] = {}
     for name, field in fields.items():
         sub = f"{path}.{name}"
-        if name not in data:
+        if data.get(name) is None:  # absent, or null (which the apiserver drops)
             if (
                 field.default is dataclasses.MISSING
                 and field.default_factory is dataclasses.MISSING
