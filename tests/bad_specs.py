@@ -25,6 +25,20 @@ VALID_SPEC: dict[str, Any] = {
 }
 
 
+# Every section set, so random changes reach every rule.
+RICH_SPEC: dict[str, Any] = {
+    **copy.deepcopy(VALID_SPEC),
+    "models": [{**VALID_SPEC["models"][0], "gpuMemoryFraction": 0.3}],
+    "gpu": {"count": 1, "memoryFraction": 0.5},
+    "image": "tensorflow/serving:2.19.1-gpu",
+    "resources": {"limits": {"memory": "4Gi", "cpu": "2"}},
+    "threads": {"grpcMax": 8},
+    "probes": {"startupBudgetSeconds": 120},
+    "memoryGuard": {"mode": "Alert"},
+    "promotion": {"graceSeconds": 5},
+}
+
+
 @dataclass(frozen=True)
 class BadSpec:
     id: str
@@ -117,13 +131,13 @@ BAD_SPECS = [
         "base-path-climbing-out",
         _set("models.0.basePath", "/models/../etc"),
         "spec.models[0].basePath",
-        "without '..'",
+        "without a '..' segment",
     ),
     BadSpec(
         "http-base-path",
         _set("models.0.basePath", "http://example.com/m"),
         "spec.models[0].basePath",
-        "s3:// or gs:// URI",
+        "or a gs:// URI",
     ),
     BadSpec(
         "unknown-platform",
@@ -166,8 +180,7 @@ BAD_SPECS = [
         "negative-size",
         _set("models.0.size", "-1Gi"),
         "spec.models[0].size",
-        "quantity",
-        api_message="should match",
+        "greater than zero",
     ),
     BadSpec(
         "size-not-a-quantity",
@@ -307,4 +320,220 @@ BAD_SPECS = [
         "bad-serving-version", _set("servingVersion", "latest"), "spec.servingVersion", "[0-9]"
     ),
     BadSpec("empty-image", _set("image", ""), "spec.image", "1"),
+    # -- TF Serving as it really behaves (the reference's §8) --
+    BadSpec(
+        "s3-on-the-official-image",
+        _set("models.0.basePath", "s3://bucket/ranker"),
+        "spec.models",
+        "imageProvides: [s3]",
+    ),
+    BadSpec(
+        "jemalloc-on-the-official-image",
+        _set("allocator", "jemalloc"),
+        "spec.allocator",
+        "imageProvides: [jemalloc]",
+    ),
+    BadSpec(
+        "unknown-image-feature",
+        _set("imageProvides", ["tcmalloc"]),
+        "spec.imageProvides[0]",
+        "jemalloc, s3",
+        api_message="Unsupported value",
+    ),
+    BadSpec(
+        "labels-under-latest",
+        _set("models.0.versionPolicy", {"latest": 2}),
+        "spec.models[0].versionLabels",
+        "versionLabels need versionPolicy.specific",
+    ),
+    BadSpec(
+        "labels-without-a-policy",
+        _set("models.0.versionPolicy", None),
+        "spec.models[0].versionLabels",
+        "versionLabels need versionPolicy.specific",
+    ),
+    BadSpec(
+        "gpu-fraction-that-rounds-to-zero",
+        _many(_set("gpu", {"count": 1}), _set("models.0.gpuMemoryFraction", 0.001)),
+        "spec.models[0].gpuMemoryFraction",
+        "0.01",
+    ),
+    BadSpec(
+        "gpu-process-fraction-integer-zero",
+        _set("gpu", {"count": 1, "memoryFraction": 0}),
+        "spec.gpu.memoryFraction",
+        "0.01",
+    ),
+    BadSpec(
+        "split-size-that-is-not-an-allowed-size",
+        _set("batching.largeBatchSplitting", {"maxExecutionBatchSize": 32}),
+        "spec.batching.largeBatchSplitting",
+        "must be one of allowedBatchSizes",
+    ),
+    BadSpec(
+        "empty-allowed-batch-sizes",
+        _set("batching.allowedBatchSizes", []),
+        "spec.batching.allowedBatchSizes",
+        "at least 1",
+        api_message="should have at least 1 items",
+    ),
+    BadSpec(
+        "version-poll-of-zero",
+        _set("versionPollSeconds", 0),
+        "spec.versionPollSeconds",
+        "1",
+    ),
+    # -- quantities, as numbers and strings --
+    BadSpec(
+        "integer-memory-limit-below-zero",
+        _set("resources", {"limits": {"memory": -1}}),
+        "spec.resources.limits.memory",
+        "between 256Mi",
+    ),
+    BadSpec(
+        "integer-memory-request-below-zero",
+        _set("resources", {"requests": {"memory": -1}}),
+        "spec.resources.requests.memory",
+        "between 256Mi",
+    ),
+    BadSpec(
+        "integer-cpu-limit-below-zero",
+        _set("resources", {"limits": {"cpu": -2}}),
+        "spec.resources.limits.cpu",
+        "between 1m",
+    ),
+    BadSpec(
+        "zero-memory-limit",
+        _set("resources", {"limits": {"memory": "0"}}),
+        "spec.resources.limits.memory",
+        "between 256Mi",
+    ),
+    BadSpec(
+        "zero-cpu-limit-would-be-unlimited",
+        _set("resources", {"limits": {"cpu": "0"}}),
+        "spec.resources.limits.cpu",
+        "unlimited",
+    ),
+    BadSpec(
+        "milli-bytes-meant-as-mebibytes",
+        _set("resources", {"limits": {"memory": "512m"}}),
+        "spec.resources.limits.memory",
+        "m means milli",
+    ),
+    BadSpec(
+        "a-one-byte-memory-limit",
+        _set("resources", {"limits": {"memory": "1"}}),
+        "spec.resources.limits.memory",
+        "between 256Mi",
+    ),
+    BadSpec(
+        "memory-beyond-any-node",
+        _set("resources", {"limits": {"memory": "100Ei"}}),
+        "spec.resources.limits.memory",
+        "and 64Ti",
+    ),
+    BadSpec(
+        "size-with-a-huge-exponent",
+        _set("models.0.size", "1e40"),
+        "spec.models[0].size",
+        "at most 16Ti",
+    ),
+    BadSpec(
+        "quantity-too-long",
+        _set("models.0.size", "1" * 40),
+        "spec.models[0].size",
+        "at most 32 characters",
+        api_message="may not be more than 32 bytes",
+    ),
+    # -- model storage the Deployment could not use --
+    BadSpec(
+        "volume-with-its-own-name",
+        _set("modelStorage", {"volume": {"name": "mine", "nfs": {"server": "a", "path": "/m"}}}),
+        "spec.modelStorage.volume.name",
+        "must not carry a name",
+        api_message="must be of type object",
+    ),
+    BadSpec(
+        "volume-with-two-sources",
+        _set("modelStorage", {"volume": {"nfs": {"server": "a", "path": "/m"}, "csi": {}}}),
+        "spec.modelStorage.volume",
+        "exactly one volume source",
+    ),
+    BadSpec(
+        "volume-with-an-unknown-source",
+        _set("modelStorage", {"volume": {"bogusDisk": {}}}),
+        "spec.modelStorage.volume",
+        "does not know",
+    ),
+    BadSpec(
+        "empty-volume",
+        _set("modelStorage", {"volume": {}}),
+        "spec.modelStorage.volume",
+        "exactly one volume source",
+    ),
+    BadSpec(
+        "empty-dir-as-model-storage",
+        _set("modelStorage", {"volume": {"emptyDir": {}}}),
+        "spec.modelStorage.volume",
+        "emptyDir starts empty",
+    ),
+    BadSpec(
+        "empty-claim-name",
+        _set("modelStorage", {"claimName": ""}),
+        "spec.modelStorage.claimName",
+        "at least 1 characters",
+        api_message="should be at least 1 chars long",
+    ),
+    # -- strings and numbers at their edges --
+    BadSpec(
+        "negative-label-value",
+        _set("models.0.versionLabels", {"stable": -1}),
+        "spec.models[0].versionLabels.stable",
+        "at least 0",
+        api_message="greater than or equal to 0",
+    ),
+    BadSpec(
+        "base-path-ending-in-a-parent-segment",
+        _set("models.0.basePath", "/models/.."),
+        "spec.models[0].basePath",
+        "without a '..' segment",
+    ),
+    BadSpec(
+        "image-with-a-space",
+        _set("image", "tensorflow/serving:2.19.1 latest"),
+        "spec.image",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "name-with-a-trailing-newline",
+        _set("models.0.name", "ranker\n"),
+        "spec.models[0].name",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "version-beyond-json-precision",
+        _many(
+            _set("models.0.versionPolicy", {"specific": [2**53]}),
+            _set("models.0.versionLabels", None),
+        ),
+        "spec.models[0].versionPolicy.specific[0]",
+        "at most 9007199254740991",
+        api_message="less than or equal to 9007199254740991",
+    ),
+    BadSpec(
+        "too-many-labels",
+        _set("models.0.versionLabels", {f"l{i}": 47 for i in range(17)}),
+        "spec.models[0].versionLabels",
+        "at most 16 entries",
+        api_message="must have at most 16 items",
+    ),
+    BadSpec(
+        "fractional-replicas",
+        _set("replicas", 1.5),
+        "spec.replicas",
+        "must be an integer",
+        api_message="must be of type integer",
+    ),
 ]

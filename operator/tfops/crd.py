@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tfops.model import GROUP, KIND, PLURAL, VERSION, ModelServerSpec
+from tfops.model import GROUP, KIND, NAME_RULE, PLURAL, VERSION, ModelServerSpec
 from tfops.schema import openapi_schema
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
@@ -100,6 +100,15 @@ def _status_schema() -> dict[str, Any]:
                     "grpcMaxThreads": integer("--grpc_max_threads."),
                     "batchThreads": integer("Batching threads."),
                     "startupBudgetSeconds": integer("How long the first load may take."),
+                    "versionPollSeconds": integer("--file_system_poll_wait_seconds."),
+                    "loadRetries": integer("--max_num_load_retries."),
+                    "loadRetryIntervalSeconds": integer("--load_retry_interval_micros, in s."),
+                    "failureReportSeconds": integer(
+                        "How long TF Serving may take to report a broken version as END."
+                    ),
+                    "promotionTimeoutSeconds": integer(
+                        "When an unfinished version change is rolled back."
+                    ),
                     "gpuMemoryFraction": {
                         "type": "number",
                         "description": "--per_process_gpu_memory_fraction.",
@@ -222,13 +231,7 @@ def render_crd() -> dict[str, Any]:
                             "models, kept converged by tfops.",
                             "required": ["spec"],
                             "x-kubernetes-validations": [
-                                {
-                                    "rule": "self.metadata.name.size() <= 50 && "
-                                    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-                                    "message": "metadata.name must be at most 50 lowercase "
-                                    "letters, digits or '-', starting with a letter (it names the "
-                                    "Service and the ConfigMap <name>-config)",
-                                }
+                                {"rule": NAME_RULE.cel, "message": NAME_RULE.message}
                             ],
                             "properties": {
                                 "apiVersion": {"type": "string"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,13 +16,80 @@ PLURAL = "modelservers"
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 LABEL_PATTERN = r"^[a-zA-Z0-9_]+$"
+# A DNS subdomain, as Kubernetes names objects such as PersistentVolumeClaims.
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# An image reference: no spaces or control characters (the apiserver would take
+# them, the kubelet would not pull them).
+IMAGE_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$"
+# A `..` path segment, anywhere in a basePath (RE2 and Python read it alike).
+PARENT_SEGMENT = r"(^|/)[.][.](/|$)"
 MODEL_STORE = "/models"
 DEFAULT_IMAGE_REPOSITORY = "tensorflow/serving"
 DEFAULT_SERVING_VERSION = "2.19.1"
+# Version numbers beyond 2^53 lose precision in JSON clients (and 2^63 overflows
+# TF Serving's int64): a timestamp in milliseconds still fits.
+MAX_VERSION = 2**53 - 1
+# TF Serving alone (runtime, thread stacks, buffers) needs about this much; a
+# smaller memory quantity is a unit typo ("512m" is 0.512 bytes).
+MIN_MEMORY = "256Mi"
+MAX_MEMORY = "64Ti"
+MAX_MODEL_SIZE = "16Ti"
+# What the images tfops knows may carry beyond the official tensorflow/serving.
+IMAGE_FEATURES = ("jemalloc", "s3")
+# Every source a Kubernetes Volume may name (core/v1 Volume, minus `name`); a unit
+# test keeps it equal to the Kubernetes client's model.
+VOLUME_SOURCES = (
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
+)
+# GPU fractions are summed in floating point on both sides (CEL and Python); a sum
+# within this of the bound is taken as equal to it (0.1 + 0.2 under 0.3).
+FRACTION_TOLERANCE = 1e-6
+MIN_GPU_FRACTION = 0.01
 
 
 def _qty_le(small: Quantity | None, large: Quantity | None) -> bool:
     return small is None or large is None or parse_quantity(small) <= parse_quantity(large)
+
+
+def _qty_between(value: Quantity | None, low: str, high: str) -> bool:
+    return value is None or parse_quantity(low) <= parse_quantity(value) <= parse_quantity(high)
+
+
+def _cel_qty_between(field: str, low: str, high: str) -> str:
+    quantity = f"quantity(string(self.{field}))"
+    return (
+        f"!has(self.{field}) || ({quantity}.compareTo(quantity('{low}')) >= 0"
+        f" && {quantity}.compareTo(quantity('{high}')) <= 0)"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +106,7 @@ class VersionPolicy:
         minItems=1,
         maxItems=32,
         item_minimum=0,
+        item_maximum=MAX_VERSION,
         **{"x-kubernetes-list-type": "set"},
     )
     all: bool = spec_field(
@@ -89,7 +158,9 @@ class ModelSpec:
     )
     base_path: str = spec_field(
         "Parent directory of the numeric version directories: an absolute path under "
-        "/models (the mounted model storage) or an s3:// or gs:// URI.",
+        "/models (the mounted model storage) or a gs:// URI. s3:// needs an image built "
+        "with S3 support (the official images have none since 2.7): declare it in "
+        "imageProvides.",
         maxLength=1024,
     )
     platform: Literal["tensorflow"] = spec_field(
@@ -101,11 +172,13 @@ class ModelSpec:
         default=None,
     )
     version_labels: dict[str, int] | None = spec_field(
-        "Named versions (e.g. stable: 47) clients can address as /labels/stable. A label "
-        "may only point at a served version.",
+        "Named versions (e.g. stable: 47) clients can address as /labels/stable. Needs "
+        "versionPolicy.specific, and a label may only point at a listed version.",
         default=None,
         keyPattern=LABEL_PATTERN,
         maxProperties=16,
+        item_minimum=0,
+        item_maximum=MAX_VERSION,
     )
     size: Quantity | None = spec_field(
         "Size of one version of this model in memory once loaded (e.g. 1.5Gi; `tfops "
@@ -115,10 +188,10 @@ class ModelSpec:
     )
     gpu_memory_fraction: float | None = spec_field(
         "Share of the GPU's memory this model may use, in (0, 1]. The per-model shares "
-        "add up to the process's --per_process_gpu_memory_fraction.",
+        "add up to the process's --per_process_gpu_memory_fraction. At least 0.01 (TF "
+        "Serving reads 0 as 'TensorFlow chooses').",
         default=None,
-        minimum=0,
-        exclusiveMinimum=True,
+        minimum=MIN_GPU_FRACTION,
         maximum=1,
     )
 
@@ -128,13 +201,27 @@ class ModelSpec:
     RULES = (
         Rule(
             "(self.basePath.startsWith('/models/') || self.basePath.startsWith('s3://')"
-            " || self.basePath.startsWith('gs://')) && !self.basePath.contains('/../')",
+            " || self.basePath.startsWith('gs://'))"
+            f" && !self.basePath.matches('{PARENT_SEGMENT}')",
             lambda m: (
-                m.base_path.startswith(("/models/", "s3://", "gs://")) and "/../" not in m.base_path
+                m.base_path.startswith(("/models/", "s3://", "gs://"))
+                and re.search(PARENT_SEGMENT, m.base_path) is None
             ),
             "basePath must be an absolute path under /models/ (the mounted model storage) "
-            "or an s3:// or gs:// URI, without '..'",
+            "or a gs:// URI (s3:// with an image that provides it), without a '..' segment",
             ".basePath",
+        ),
+        Rule(
+            "!has(self.versionLabels) || self.versionLabels.size() == 0"
+            " || (has(self.versionPolicy) && has(self.versionPolicy.specific))",
+            lambda m: (
+                not m.version_labels
+                or (m.version_policy is not None and m.version_policy.specific is not None)
+            ),
+            "versionLabels need versionPolicy.specific: under latest or all, TF Serving "
+            "chooses which versions load and a label could name one it never loads; list "
+            "the versions with specific",
+            ".versionLabels",
         ),
         Rule(
             "!has(self.versionLabels) || !has(self.versionPolicy)"
@@ -150,9 +237,12 @@ class ModelSpec:
             ".versionLabels",
         ),
         Rule(
-            "!has(self.size) || quantity(string(self.size)).isGreaterThan(quantity('0'))",
-            lambda m: m.size is None or parse_quantity(m.size) > 0,
-            "size must be greater than zero (e.g. 512Mi)",
+            "!has(self.size) || (quantity(string(self.size)).isGreaterThan(quantity('0'))"
+            f" && quantity(string(self.size)).compareTo(quantity('{MAX_MODEL_SIZE}')) <= 0)",
+            lambda m: (
+                m.size is None or 0 < parse_quantity(m.size) <= parse_quantity(MAX_MODEL_SIZE)
+            ),
+            f"size must be greater than zero and at most {MAX_MODEL_SIZE} (e.g. 512Mi)",
             ".size",
         ),
     )
@@ -163,12 +253,15 @@ class ModelStorage:
     claim_name: str | None = spec_field(
         "Name of a PersistentVolumeClaim holding the models, mounted read-only at /models.",
         default=None,
+        minLength=1,
         maxLength=253,
+        pattern=OBJECT_NAME_PATTERN,
     )
     volume: RawObject | None = spec_field(
-        "Any other Kubernetes volume source (nfs, csi, hostPath, ...), mounted read-only "
-        "at /models.",
+        "Any other Kubernetes volume source, as in a pod's volumes but without a name "
+        "(e.g. nfs: {server: ..., path: ...}, csi: {...}), mounted read-only at /models.",
         default=None,
+        maxProperties=2,
     )
 
     RULES = (
@@ -177,13 +270,62 @@ class ModelStorage:
             lambda s: (s.claim_name is None) != (s.volume is None),
             "set exactly one of claimName or volume",
         ),
+        Rule(
+            "!has(self.volume) || !('name' in self.volume)",
+            lambda s: s.volume is None or "name" not in s.volume,
+            "volume must not carry a name (tfops names it models): give only its source, "
+            "e.g. nfs: {server: nfs.example, path: /exports/models}",
+            ".volume.name",
+        ),
+        Rule(
+            "!has(self.volume) || self.volume.size() == 1"
+            " || (self.volume.size() == 2 && 'name' in self.volume)",
+            lambda s: s.volume is None or len({k for k in s.volume if k != "name"}) == 1,
+            "volume must name exactly one volume source (e.g. nfs, csi, hostPath, "
+            "persistentVolumeClaim)",
+            ".volume",
+        ),
+        Rule(
+            "!has(self.volume) || self.volume.all(k, k == 'name' || k in "
+            + str(list(VOLUME_SOURCES)).replace('"', "'")
+            + ")",
+            lambda s: s.volume is None or all(k == "name" or k in VOLUME_SOURCES for k in s.volume),
+            "volume names a source Kubernetes does not know; use one of "
+            + ", ".join(VOLUME_SOURCES),
+            ".volume",
+        ),
+        Rule(
+            "!has(self.volume) || !('emptyDir' in self.volume)",
+            lambda s: s.volume is None or "emptyDir" not in s.volume,
+            "an emptyDir starts empty, so no model could be in it: use a volume that holds "
+            "the models (claimName, nfs, csi, ...)",
+            ".volume",
+        ),
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ResourceAmounts:
-    memory: Quantity | None = spec_field("Memory, e.g. 4Gi.", default=None)
-    cpu: Quantity | None = spec_field("CPU, e.g. 2 or 1500m.", default=None)
+    memory: Quantity | None = spec_field(
+        f"Memory, e.g. 4Gi; between {MIN_MEMORY} and {MAX_MEMORY}.", default=None
+    )
+    cpu: Quantity | None = spec_field("CPU, e.g. 2 or 1500m; at least 1m.", default=None)
+
+    RULES = (
+        Rule(
+            _cel_qty_between("memory", MIN_MEMORY, MAX_MEMORY),
+            lambda a: _qty_between(a.memory, MIN_MEMORY, MAX_MEMORY),
+            f"memory must be between {MIN_MEMORY} (what TF Serving alone needs) and "
+            f"{MAX_MEMORY}; note that m means milli: write Mi or Gi for bytes (512Mi, 4Gi)",
+            ".memory",
+        ),
+        Rule(
+            _cel_qty_between("cpu", "1m", "4096"),
+            lambda a: _qty_between(a.cpu, "1m", "4096"),
+            "cpu must be between 1m and 4096 cores (0 would leave the container unlimited)",
+            ".cpu",
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,11 +367,10 @@ class Resources:
 class Gpu:
     count: int = spec_field("GPUs per pod (nvidia.com/gpu).", minimum=1, maximum=16)
     memory_fraction: float | None = spec_field(
-        "--per_process_gpu_memory_fraction, in (0, 1]. Default: the sum of the models' "
+        "--per_process_gpu_memory_fraction, in [0.01, 1]. Default: the sum of the models' "
         "gpuMemoryFraction, or TensorFlow's choice when none is given.",
         default=None,
-        minimum=0,
-        exclusiveMinimum=True,
+        minimum=MIN_GPU_FRACTION,
         maximum=1,
     )
     allow_growth: bool = spec_field(
@@ -301,7 +442,8 @@ class Batching:
             ".allowedBatchSizes",
         ),
         Rule(
-            "!has(self.allowedBatchSizes) || self.allowedBatchSizes[self.allowedBatchSizes"
+            "!has(self.allowedBatchSizes) || self.allowedBatchSizes.size() == 0"
+            " || self.allowedBatchSizes[self.allowedBatchSizes"
             ".size() - 1] == (has(self.maxBatchSize) ? self.maxBatchSize : 128)",
             lambda b: (
                 b.allowed_batch_sizes is None or b.allowed_batch_sizes[-1] == b.max_batch_size
@@ -317,6 +459,18 @@ class Batching:
                 or b.large_batch_splitting.max_execution_batch_size <= b.max_batch_size
             ),
             "largeBatchSplitting.maxExecutionBatchSize must not exceed maxBatchSize",
+            ".largeBatchSplitting",
+        ),
+        Rule(
+            "!has(self.largeBatchSplitting) || !has(self.allowedBatchSizes)"
+            " || self.largeBatchSplitting.maxExecutionBatchSize in self.allowedBatchSizes",
+            lambda b: (
+                b.large_batch_splitting is None
+                or b.allowed_batch_sizes is None
+                or b.large_batch_splitting.max_execution_batch_size in b.allowed_batch_sizes
+            ),
+            "largeBatchSplitting.maxExecutionBatchSize must be one of allowedBatchSizes: TF "
+            "Serving pads a split batch up to the next allowed size, which would exceed it",
             ".largeBatchSplitting",
         ),
     )
@@ -444,8 +598,10 @@ class Promotion:
         maximum=86400,
     )
     timeout_seconds: int | None = spec_field(
-        "Roll a version change back when the new versions are not AVAILABLE on every ready "
-        "pod within this time. Default: the start-up budget.",
+        "Roll a version change back when the new versions are not AVAILABLE on every running "
+        "pod within this time. Default: the start-up budget plus TF Serving's config and "
+        "version-directory poll periods. It must leave TF Serving time to report a broken "
+        "version (status.effective.failureReportSeconds).",
         default=None,
         minimum=10,
         maximum=86400,
@@ -516,6 +672,16 @@ class ModelServerSpec:
         default=None,
         minLength=1,
         maxLength=512,
+        pattern=IMAGE_PATTERN,
+    )
+    image_provides: tuple[Literal["jemalloc", "s3"], ...] | None = spec_field(
+        "What the image has beyond the official tensorflow/serving image: jemalloc "
+        "(libjemalloc.so.2 in /usr/lib/x86_64-linux-gnu, as in the tfops serving image; "
+        "needed for allocator: jemalloc) and s3 (a TF Serving built with S3 file system "
+        "support; needed for s3:// base paths).",
+        default=None,
+        maxItems=len(IMAGE_FEATURES),
+        **{"x-kubernetes-list-type": "set"},
     )
     serving_version: str | None = spec_field(
         "TF Serving version of the image, when its tag is not a version (a digest or a "
@@ -556,13 +722,27 @@ class ModelServerSpec:
         default=None,
     )
     allocator: Literal["glibc", "jemalloc"] = spec_field(
-        "Memory allocator. jemalloc (LD_PRELOAD, provided by the tfops serving image) "
-        "fragments less under TF Serving's allocation pattern.",
+        "Memory allocator. jemalloc (LD_PRELOAD) fragments less under TF Serving's "
+        "allocation pattern; the official image has no jemalloc, so it needs an image "
+        "that does (the tfops serving image) and imageProvides: [jemalloc].",
         default="glibc",
+    )
+    version_poll_seconds: int | None = spec_field(
+        "How often TF Serving lists each basePath for version directories "
+        "(--file_system_poll_wait_seconds; its own default of 1 s costs a listing per "
+        "model per second, billed on gs://). A new version is found at most this long "
+        "after it is configured. Default 15, or 30 when a basePath is a URI. Changes "
+        "restart pods.",
+        default=None,
+        minimum=1,
+        maximum=3600,
     )
 
     def gpu_fractions(self) -> list[float]:
         return [m.gpu_memory_fraction for m in self.models if m.gpu_memory_fraction is not None]
+
+    def provides(self, feature: str) -> bool:
+        return feature in (self.image_provides or ())
 
     RULES = (
         Rule(
@@ -581,8 +761,9 @@ class ModelServerSpec:
             ".modelStorage",
         ),
         Rule(
-            "self.models.map(m, has(m.gpuMemoryFraction) ? m.gpuMemoryFraction : 0.0).sum() <= 1.0",
-            lambda s: sum(s.gpu_fractions()) <= 1.0 + 1e-9,
+            "self.models.map(m, has(m.gpuMemoryFraction) ? m.gpuMemoryFraction : 0.0).sum()"
+            f" <= 1.0 + {FRACTION_TOLERANCE}",
+            lambda s: sum(s.gpu_fractions()) <= 1.0 + FRACTION_TOLERANCE,
             "the models' gpuMemoryFraction values must add up to at most 1.0",
             ".models",
         ),
@@ -595,16 +776,55 @@ class ModelServerSpec:
         Rule(
             "!has(self.gpu) || !has(self.gpu.memoryFraction) || self.models.map(m, "
             "has(m.gpuMemoryFraction) ? m.gpuMemoryFraction : 0.0).sum()"
-            " <= self.gpu.memoryFraction",
+            f" <= self.gpu.memoryFraction + {FRACTION_TOLERANCE}",
             lambda s: (
                 s.gpu is None
                 or s.gpu.memory_fraction is None
-                or sum(s.gpu_fractions()) <= s.gpu.memory_fraction + 1e-9
+                or sum(s.gpu_fractions()) <= s.gpu.memory_fraction + FRACTION_TOLERANCE
             ),
             "the models' gpuMemoryFraction values must add up to at most gpu.memoryFraction",
             ".gpu",
         ),
+        Rule(
+            "!self.models.exists(m, m.basePath.startsWith('s3://'))"
+            " || (has(self.imageProvides) && 's3' in self.imageProvides)",
+            lambda s: (
+                not any(m.base_path.startswith("s3://") for m in s.models) or s.provides("s3")
+            ),
+            "s3:// base paths cannot load on the official tensorflow/serving images (S3 "
+            "support left TF Serving in 2.7: 'File system scheme s3 not implemented', and "
+            "the pod never starts); use gs://, a volume under /models (claimName, or a CSI "
+            "S3 driver), or an image built with S3 support and imageProvides: [s3]",
+            ".models",
+        ),
+        Rule(
+            "!has(self.allocator) || self.allocator != 'jemalloc'"
+            " || (has(self.imageProvides) && 'jemalloc' in self.imageProvides)",
+            lambda s: s.allocator != "jemalloc" or s.provides("jemalloc"),
+            "allocator: jemalloc needs an image that has libjemalloc.so.2 (the official "
+            "tensorflow/serving images do not: the LD_PRELOAD would be ignored); use the "
+            "tfops serving image (serving_image/) and set imageProvides: [jemalloc]",
+            ".allocator",
+        ),
     )
+
+
+# The ModelServer's own name: it names the Service and the ConfigMap <name>-config,
+# and pods are named <name>-<hash>-<suffix>.
+NAME_MAX_LENGTH = 50
+MODELSERVER_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_RULE = Rule(
+    f"self.metadata.name.size() <= {NAME_MAX_LENGTH} && "
+    f"self.metadata.name.matches('{MODELSERVER_NAME_PATTERN}')",
+    lambda name: (
+        isinstance(name, str)
+        and len(name) <= NAME_MAX_LENGTH
+        and re.fullmatch(MODELSERVER_NAME_PATTERN.strip("^$"), name) is not None
+    ),
+    f"metadata.name must be at most {NAME_MAX_LENGTH} lowercase letters, digits or '-', "
+    "starting with a letter (it names the Service and the ConfigMap <name>-config)",
+    "metadata.name",
+)
 
 
 def parse_spec(data: Any) -> ModelServerSpec:

@@ -7,12 +7,20 @@ the declared models plus one version transition), with the numbers and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tfops.model import DEFAULT_IMAGE_REPOSITORY, DEFAULT_SERVING_VERSION, ModelServerSpec
+from tfops import flags
+from tfops.flags import MINIMUM_SERVING_VERSION
+from tfops.model import (
+    DEFAULT_IMAGE_REPOSITORY,
+    DEFAULT_SERVING_VERSION,
+    MAX_MEMORY,
+    ModelServerSpec,
+)
 from tfops.quantity import (
     GiB,
     MiB,
@@ -46,16 +54,21 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 # TF Serving reads models.config again this often: model and version changes
 # reach running pods without a restart.
 CONFIG_POLL_SECONDS = 15
-# The oldest TF Serving we render for: --grpc_max_threads arrived in 2.5.
-MINIMUM_SERVING_VERSION = (2, 5)
+# How often version directories are listed (--file_system_poll_wait_seconds): a
+# version named in models.config loads only once a listing has seen it.
+VERSION_POLL_SECONDS = 15
+VERSION_POLL_URI_SECONDS = 30
+# A failed load is retried this often (TF Serving: 5 times, a minute apart, so a
+# broken version stays LOADING for ~5 min). tfops retries twice, a tenth of the
+# start-up budget apart (1-60 s): transient storage errors still get a second
+# chance, and TF Serving's own error reaches END well within the budget.
+LOAD_RETRIES = 2
+LOAD_RETRY_MAX_SECONDS = 60
+# What one failed load attempt is assumed to take when checking that a promotion
+# time-out leaves TF Serving time to report the failure.
+FAILED_ATTEMPT_SECONDS = 10
 JEMALLOC_PATH = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-
-# Flags newer than MINIMUM_SERVING_VERSION. TF Serving only logs an unknown flag and
-# keeps running, so rendering one the image does not know would silently do nothing.
-FLAG_SINCE: dict[str, tuple[int, int]] = {
-    "tensorflow_session_config_file": (2, 8),
-    "enable_grpc_healthcheck_service": (2, 15),
-}
+DEFAULT_PROMOTION_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -87,10 +100,30 @@ class Plan:
     gpu_memory_fraction: float | None
     gpu_allow_growth: bool
     prometheus: bool
+    version_poll_seconds: int
+    load_retry_interval_seconds: int
+    load_retries: int = LOAD_RETRIES
+    config_poll_seconds: int = CONFIG_POLL_SECONDS
+    jemalloc: bool = False
+    # Version transitions (tfops.promotion): how long a retired version keeps
+    # serving, and when a transition that is not done is rolled back.
+    promotion_grace_seconds: int = DEFAULT_PROMOTION_GRACE_SECONDS
+    promotion_timeout_seconds: int = 0
 
     def knows_flag(self, flag: str) -> bool:
-        since = FLAG_SINCE.get(flag)
-        return since is None or self.serving_version[:2] >= since
+        return flags.knows(self.serving_version, flag)
+
+    @property
+    def failure_report_seconds(self) -> int:
+        """The longest TF Serving takes to report a broken version as END after it was
+        written into models.config: the next config poll, the next listing of its
+        directory, and every load attempt with the retry intervals between them."""
+        return (
+            self.config_poll_seconds
+            + self.version_poll_seconds
+            + (self.load_retries + 1) * FAILED_ATTEMPT_SECONDS
+            + self.load_retries * self.load_retry_interval_seconds
+        )
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -201,6 +234,14 @@ def _memory_plan(spec: ModelServerSpec, errors: list[SpecError]) -> MemoryPlan:
                     "set limits.memory too",
                 )
             )
+        if derived > parse_bytes(MAX_MEMORY):
+            errors.append(
+                SpecError(
+                    "spec.models",
+                    f"the declared sizes need {format_bytes(derived)} per pod, more than "
+                    f"{MAX_MEMORY}; serve fewer versions or split the models over fleets",
+                )
+            )
         return MemoryPlan(request, derived, "declared sizes", needed)
     request = parse_bytes(request_q) if request_q is not None else DEFAULT_MEMORY_LIMIT
     limit = max(DEFAULT_MEMORY_LIMIT, request)
@@ -232,6 +273,25 @@ def _startup_budget(spec: ModelServerSpec) -> int:
     )
 
 
+def _version_poll(spec: ModelServerSpec) -> int:
+    if spec.version_poll_seconds is not None:
+        return spec.version_poll_seconds
+    if any("://" in m.base_path for m in spec.models):
+        return VERSION_POLL_URI_SECONDS
+    return VERSION_POLL_SECONDS
+
+
+def _gpu_fraction(spec: ModelServerSpec) -> float | None:
+    """--per_process_gpu_memory_fraction, or None for TensorFlow's choice. Sums are
+    floating point: clamped to 1 and rounded so the flag never reads 0."""
+    if spec.gpu is None:
+        return None
+    fraction = spec.gpu.memory_fraction
+    if fraction is None and spec.gpu_fractions():
+        fraction = sum(spec.gpu_fractions())
+    return None if fraction is None else min(1.0, round(fraction, 4))
+
+
 def make_plan(spec: ModelServerSpec) -> Plan:
     """Derive every effective setting. Raises SpecInvalid with field paths and fixes."""
     errors: list[SpecError] = []
@@ -241,10 +301,7 @@ def make_plan(spec: ModelServerSpec) -> Plan:
     cores = max(1, math.ceil(cpu_limit))
     threads = spec.threads
     gpu = spec.gpu
-    fractions = spec.gpu_fractions()
-    gpu_fraction = None
-    if gpu is not None:
-        gpu_fraction = gpu.memory_fraction or (round(sum(fractions), 6) if fractions else None)
+    budget = _startup_budget(spec)
     plan = Plan(
         image=image,
         serving_version=version,
@@ -257,12 +314,38 @@ def make_plan(spec: ModelServerSpec) -> Plan:
         rest_threads=(threads and threads.rest) or max(4, 2 * cores),
         grpc_max_threads=(threads and threads.grpc_max) or max(8, 4 * cores),
         batch_threads=(spec.batching and spec.batching.num_batch_threads) or cores,
-        startup_budget_seconds=_startup_budget(spec),
+        startup_budget_seconds=budget,
         gpu_count=gpu.count if gpu else 0,
-        gpu_memory_fraction=gpu_fraction,
+        gpu_memory_fraction=_gpu_fraction(spec),
         gpu_allow_growth=bool(gpu and gpu.allow_growth),
         prometheus=spec.monitoring is None or spec.monitoring.prometheus,
+        version_poll_seconds=_version_poll(spec),
+        load_retry_interval_seconds=max(1, min(LOAD_RETRY_MAX_SECONDS, budget // 10)),
+        jemalloc=spec.allocator == "jemalloc",
     )
+    timeout = spec.promotion.timeout_seconds if spec.promotion else None
+    plan = dataclasses.replace(
+        plan,
+        promotion_grace_seconds=(
+            spec.promotion.grace_seconds if spec.promotion else DEFAULT_PROMOTION_GRACE_SECONDS
+        ),
+        # By default a version may take as long to load as at start-up, plus the
+        # polls that bring it to TF Serving's attention.
+        promotion_timeout_seconds=timeout
+        or budget + plan.config_poll_seconds + plan.version_poll_seconds,
+    )
+    if timeout is not None and timeout < plan.failure_report_seconds:
+        errors.append(
+            SpecError(
+                "spec.promotion.timeoutSeconds",
+                f"{timeout} is shorter than TF Serving needs to report a broken version "
+                f"({plan.failure_report_seconds}s: the next config poll, the next listing "
+                f"of the version directories every {plan.version_poll_seconds}s, and "
+                f"{plan.load_retries + 1} load attempts {plan.load_retry_interval_seconds}s "
+                "apart), so a failure would be rolled back as a time-out without its "
+                f"error; use at least {plan.failure_report_seconds}",
+            )
+        )
     if plan.gpu_allow_growth and not plan.knows_flag("tensorflow_session_config_file"):
         errors.append(
             SpecError(

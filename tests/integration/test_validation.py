@@ -3,10 +3,13 @@ the operator refuses the rest and leaves the running fleet as it was."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -18,8 +21,10 @@ from tests.integration.fleet import (
     events_for,
     load_example,
 )
+from tests.spec_mutations import api_fields, mutated_specs, related
 from tests.support import wait_for
-from tfops.model import GROUP, PLURAL, VERSION
+from tfops.model import GROUP, PLURAL, VERSION, parse_spec
+from tfops.schema import SpecInvalid
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +55,55 @@ def test_apiserver_refuses_bad_spec_naming_the_field(
     assert (case.api_message or case.message) in body, body
 
 
+@settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=mutated_specs())
+def test_the_parser_and_the_apiserver_accept_and_refuse_the_same_specs(
+    api: client.ApiClient, refusals: str, spec: dict[str, Any]
+) -> None:
+    try:
+        parse_spec(spec)
+        refused_by_parser: list[str] | None = None
+    except SpecInvalid as invalid:
+        refused_by_parser = [error.path for error in invalid.errors]
+    try:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            refusals,
+            PLURAL,
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelServer",
+             "metadata": {"name": "differential"}, "spec": spec},
+            dry_run="All",
+            # What kubectl apply asks for: unknown fields are errors, not dropped.
+            field_validation="Strict",
+        )  # fmt: skip
+        refused_by_apiserver: list[str] | None = None
+    except ApiException as error:
+        assert error.status in (400, 422), error.body
+        refused_by_apiserver = api_fields(json.loads(error.body))
+    assert (refused_by_parser is None) == (refused_by_apiserver is None), (
+        refused_by_parser,
+        refused_by_apiserver,
+    )
+    if refused_by_parser is not None and refused_by_apiserver is not None:
+        # Both name the same field (or one a field under the other).
+        assert any(
+            related(mine, theirs) for mine in refused_by_parser for theirs in refused_by_apiserver
+        ), (refused_by_parser, refused_by_apiserver)
+
+
 def test_an_invalid_name_is_refused_by_the_apiserver(api: client.ApiClient, refusals: str) -> None:
     custom = client.CustomObjectsApi(api)
     manifest = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ModelServer",
         "metadata": {"name": "x" * 55},
-        "spec": {"models": [{"name": "m", "basePath": "s3://b/m"}]},
+        "spec": {"models": [{"name": "m", "basePath": "gs://b/m"}]},
     }
     with pytest.raises(ApiException) as refused:
         custom.create_namespaced_custom_object(GROUP, VERSION, refusals, PLURAL, manifest)

@@ -10,6 +10,7 @@ import pytest
 from tfops.model import parse_spec
 from tfops.plan import make_plan
 from tfops.quantity import GiB, MiB
+from tfops.schema import SpecInvalid
 
 
 def _plan(**spec: Any) -> Any:
@@ -78,3 +79,43 @@ def test_gpu_fleets_default_to_the_gpu_image() -> None:
         _plan(models=_one_model("1Gi"), gpu={"count": 1}).image == "tensorflow/serving:2.19.1-gpu"
     )
     assert _plan(models=_one_model("1Gi")).image == "tensorflow/serving:2.19.1"
+
+
+def test_tf_servings_retries_fit_inside_the_start_up_budget_and_the_promotion_time_out() -> None:
+    for size in ("10Mi", "1Gi", "6Gi"):
+        plan = _plan(models=_one_model(size))
+        window = plan.load_retries * plan.load_retry_interval_seconds
+        assert window <= plan.startup_budget_seconds // 5
+        assert plan.failure_report_seconds < plan.promotion_timeout_seconds
+
+
+def test_a_promotion_time_out_shorter_than_tf_servings_failure_report_is_refused() -> None:
+    with pytest.raises(SpecInvalid) as refused:
+        _plan(models=_one_model("100Mi"), promotion={"timeoutSeconds": 30})
+    (error,) = refused.value.errors
+    assert error.path == "spec.promotion.timeoutSeconds"
+    assert "use at least" in error.message and "30 is shorter" in error.message
+    _plan(models=_one_model("100Mi"), promotion={"timeoutSeconds": 600})
+
+
+def test_version_directories_are_listed_every_15s_or_30s_on_object_storage() -> None:
+    assert _plan(models=_one_model("1Gi")).version_poll_seconds == 15
+    uri = make_plan(parse_spec({"models": [{"name": "m", "basePath": "gs://b/m"}]}))
+    assert uri.version_poll_seconds == 30
+    assert _plan(models=_one_model("1Gi"), versionPollSeconds=120).version_poll_seconds == 120
+
+
+def test_declared_sizes_beyond_any_node_are_refused() -> None:
+    with pytest.raises(SpecInvalid) as refused:
+        _plan(models=_one_model("16Ti", versionPolicy={"specific": [1, 2]}))
+    assert refused.value.errors[0].path == "spec.models"
+
+
+def test_gpu_fractions_are_summed_clamped_and_never_zero() -> None:
+    models = [
+        {"name": n, "basePath": f"/models/{n}", "gpuMemoryFraction": f}
+        for n, f in (("a", 0.2), ("b", 0.4), ("c", 0.3), ("d", 0.1))
+    ]
+    assert _plan(models=models, gpu={"count": 1}).gpu_memory_fraction == 1.0
+    tiny = [{"name": "a", "basePath": "/models/a", "gpuMemoryFraction": 0.01}]
+    assert _plan(models=tiny, gpu={"count": 1}).gpu_memory_fraction == 0.01

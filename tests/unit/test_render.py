@@ -48,9 +48,9 @@ def test_rendered_objects_match_the_golden_file(example: str, update_golden: boo
 
 
 def _flags(**spec: Any) -> list[str]:
-    parsed = parse_spec({"models": [{"name": "m", "basePath": "s3://b/m"}], **spec})
+    parsed = parse_spec({"models": [{"name": "m", "basePath": "gs://b/m"}], **spec})
     plan = make_plan(parsed)
-    return render_flags(parsed, plan, render_config_files(parsed, plan))
+    return render_flags(plan, render_config_files(parsed, plan))
 
 
 def test_never_renders_a_flag_the_image_does_not_know() -> None:
@@ -61,14 +61,14 @@ def test_never_renders_a_flag_the_image_does_not_know() -> None:
         Owner("m", "ml", "u"),
         parse_spec(
             {
-                "models": [{"name": "m", "basePath": "s3://b/m"}],
+                "models": [{"name": "m", "basePath": "gs://b/m"}],
                 "image": "tensorflow/serving:2.14.0",
             }
         ),
         make_plan(
             parse_spec(
                 {
-                    "models": [{"name": "m", "basePath": "s3://b/m"}],
+                    "models": [{"name": "m", "basePath": "gs://b/m"}],
                     "image": "tensorflow/serving:2.14.0",
                 }
             )
@@ -93,7 +93,7 @@ def test_threads_follow_the_cpu_limit_not_the_node() -> None:
 def test_batching_settings_restart_pods_but_model_changes_do_not() -> None:
     def template(**spec: Any) -> dict[str, Any]:
         base = {
-            "models": [{"name": "m", "basePath": "s3://b/m", "size": "100Mi"}],
+            "models": [{"name": "m", "basePath": "gs://b/m", "size": "100Mi"}],
             "resources": {"limits": {"memory": "2Gi"}},
         }
         parsed = parse_spec({**base, **spec})
@@ -102,8 +102,8 @@ def test_batching_settings_restart_pods_but_model_changes_do_not() -> None:
     plain = template()
     more_models = template(
         models=[
-            {"name": "m", "basePath": "s3://b/m", "size": "100Mi"},
-            {"name": "n", "basePath": "s3://b/n", "size": "50Mi"},
+            {"name": "m", "basePath": "gs://b/m", "size": "100Mi"},
+            {"name": "n", "basePath": "gs://b/n", "size": "50Mi"},
         ]
     )
     batched = template(batching={"maxBatchSize": 32})

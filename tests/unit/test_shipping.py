@@ -165,6 +165,32 @@ def test_dockerfiles_pass_hadolint() -> None:
     assert not any("tensorflow" in line for line in instructions)
 
 
+# The Ubuntu release under each official tensorflow/serving tag (its
+# tools/docker/Dockerfile{,.gpu} line 19: ubuntu:20.04 / nvidia/cuda:12.2.0-base-
+# ubuntu20.04 up to 2.19.x, ubuntu:22.04 / nvidia/cuda:12.5.1-base-ubuntu22.04
+# from 2.20.0), and libjemalloc2's version in that release's archive.
+UBUNTU_OF_TAG = {
+    "2.19.0": "focal",
+    "2.19.1": "focal",
+    "2.19.1-gpu": "focal",
+    "2.20.0": "jammy",
+    "2.20.0-gpu": "jammy",
+}
+JEMALLOC_IN_UBUNTU = {"focal": "5.2.1-1ubuntu1", "jammy": "5.2.1-4ubuntu1"}
+
+
+def test_the_serving_image_pins_jemalloc_for_every_tag_it_supports() -> None:
+    dockerfile = (REPO / "serving_image" / "Dockerfile").read_text()
+    pins = dict(re.findall(r"^\s*(\w+)\) jemalloc=(\S+) ;;", dockerfile, re.MULTILINE))
+    default_tag = re.search(r"^ARG TF_SERVING_TAG=(\S+)$", dockerfile, re.MULTILINE)
+    assert default_tag and default_tag[1] in UBUNTU_OF_TAG
+    for tag, release in UBUNTU_OF_TAG.items():
+        assert pins.get(release) == JEMALLOC_IN_UBUNTU[release], (tag, release, pins)
+    # The pin is chosen from the base image's own release, never assumed.
+    assert ". /etc/os-release" in dockerfile and 'case "${VERSION_CODENAME}"' in dockerfile
+    assert "exit 1" in dockerfile  # an unknown release stops the build
+
+
 def test_alert_rules_pass_promtools_tests(tools: Path) -> None:
     monitoring = REPO / "monitoring"
     checked = subprocess.run(
@@ -179,7 +205,7 @@ def test_alert_rules_pass_promtools_tests(tools: Path) -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-# TF Serving's metric names (../shared/reference/tfserving.md §4; histograms add
+# TF Serving's metric names (TF Serving's monitoring metric definitions; histograms add
 # _bucket, _sum and _count) and the kubelet's (cAdvisor) the rules and panels use.
 TF_SERVING = {
     ":tensorflow:serving:request_count",

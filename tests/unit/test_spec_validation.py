@@ -6,10 +6,14 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.bad_specs import BAD_SPECS, VALID_SPEC, BadSpec
-from tfops.model import parse_spec
+from tests.spec_mutations import mutated_specs
+from tfops.model import VOLUME_SOURCES, parse_spec
 from tfops.plan import make_plan
+from tfops.render import Owner, render_all
 from tfops.schema import SpecInvalid
 
 
@@ -92,3 +96,70 @@ def test_refuses_allow_growth_on_an_image_without_session_config_files() -> None
         {"gpu": {"count": 1, "allowGrowth": True}, "image": "tensorflow/serving:2.7.0-gpu"}
     )
     assert error.startswith("spec.gpu.allowGrowth:") and "2.8" in error
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _parse_plan_render(spec: object) -> None:
+    try:
+        parsed = parse_spec(spec)
+        plan = make_plan(parsed)
+    except SpecInvalid as invalid:
+        assert invalid.errors and all(e.path.startswith("spec") for e in invalid.errors)
+        return
+    render_all(Owner("m", "ml", "uid"), parsed, plan)
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None)
+@given(spec=mutated_specs())
+def test_no_change_to_a_valid_spec_raises_anything_but_spec_invalid(spec: dict) -> None:
+    _parse_plan_render(spec)
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None)
+@given(spec=json_values)
+def test_no_json_value_raises_anything_but_spec_invalid(spec: object) -> None:
+    _parse_plan_render(spec)
+    _parse_plan_render({"models": [{"name": "m", "basePath": "gs://b/m", "size": spec}]})
+    _parse_plan_render({"models": [{"name": "m", "basePath": "gs://b/m", "versionLabels": spec}]})
+    _parse_plan_render({"models": [{"name": "m", "basePath": "gs://b/m"}], "resources": spec})
+
+
+def test_messages_show_values_as_the_user_wrote_them() -> None:
+    with pytest.raises(SpecInvalid) as refused:
+        parse_spec({"models": [{"name": "m", "basePath": "gs://b/m"}], "replicas": True})
+    assert "not true" in str(refused.value) and "True" not in str(refused.value)
+
+
+def test_a_trailing_newline_is_refused_as_the_apiserver_refuses_it() -> None:
+    for change in (
+        {"models": [{"name": "m\n", "basePath": "gs://b/m"}]},
+        {"models": [{"name": "m", "basePath": "gs://b/m", "size": "1Gi\n"}]},
+        {"models": [{"name": "m", "basePath": "gs://b/m"}], "servingVersion": "2.19.1\n"},
+    ):
+        with pytest.raises(SpecInvalid):
+            parse_spec(change)
+
+
+def test_a_null_field_is_read_as_absent_as_the_apiserver_stores_it() -> None:
+    spec = parse_spec({"models": [{"name": "m", "basePath": "gs://b/m"}], "replicas": None})
+    assert spec.replicas == 1
+
+
+def test_volume_sources_are_every_source_a_kubernetes_volume_may_name() -> None:
+    from kubernetes.client import V1Volume
+
+    sources = set(V1Volume.attribute_map.values()) - {"name"}
+    assert set(VOLUME_SOURCES) == sources

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tfops import flags
 from tfops.model import MODEL_STORE, ModelServerSpec
 from tfops.plan import (
-    CONFIG_POLL_SECONDS,
     JEMALLOC_PATH,
     STARTUP_PROBE_PERIOD_SECONDS,
     Plan,
@@ -40,34 +40,36 @@ STARTUP_HASH_ANNOTATION = f"{GROUP}/startup-config-hash"
 RUN_AS_USER = 1000
 
 
-def render_flags(spec: ModelServerSpec, plan: Plan, files: dict[str, str]) -> list[str]:
+def render_flags(plan: Plan, files: dict[str, str]) -> list[str]:
     """tensorflow_model_server flags, only those the image's version knows."""
-    flags = [
-        f"--port={GRPC_PORT}",
-        f"--rest_api_port={REST_PORT}",
-        f"--model_config_file={CONFIG_DIR}/{MODELS_FILE}",
-        f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}",
-        f"--tensorflow_intra_op_parallelism={plan.intra_op_threads}",
-        f"--tensorflow_inter_op_parallelism={plan.inter_op_threads}",
-        f"--rest_api_num_threads={plan.rest_threads}",
-        f"--grpc_max_threads={plan.grpc_max_threads}",
+    values: list[tuple[str, object]] = [
+        ("port", GRPC_PORT),
+        ("rest_api_port", REST_PORT),
+        ("model_config_file", f"{CONFIG_DIR}/{MODELS_FILE}"),
+        ("model_config_file_poll_wait_seconds", plan.config_poll_seconds),
+        ("file_system_poll_wait_seconds", plan.version_poll_seconds),
+        ("allow_version_labels_for_unavailable_models", True),
+        ("max_num_load_retries", plan.load_retries),
+        ("load_retry_interval_micros", plan.load_retry_interval_seconds * 1_000_000),
+        ("tensorflow_intra_op_parallelism", plan.intra_op_threads),
+        ("tensorflow_inter_op_parallelism", plan.inter_op_threads),
+        ("rest_api_num_threads", plan.rest_threads),
+        ("grpc_max_threads", plan.grpc_max_threads),
     ]
     if plan.knows_flag("enable_grpc_healthcheck_service"):
-        flags.append("--enable_grpc_healthcheck_service=true")
+        values.append(("enable_grpc_healthcheck_service", True))
     if BATCHING_FILE in files:
-        flags += [
-            "--enable_batching=true",
-            f"--batching_parameters_file={CONFIG_DIR}/{BATCHING_FILE}",
+        values += [
+            ("enable_batching", True),
+            ("batching_parameters_file", f"{CONFIG_DIR}/{BATCHING_FILE}"),
         ]
     if MONITORING_FILE in files:
-        flags.append(f"--monitoring_config_file={CONFIG_DIR}/{MONITORING_FILE}")
+        values.append(("monitoring_config_file", f"{CONFIG_DIR}/{MONITORING_FILE}"))
     if plan.gpu_memory_fraction is not None:
-        flags.append(f"--per_process_gpu_memory_fraction={plan.gpu_memory_fraction:g}")
+        values.append(("per_process_gpu_memory_fraction", f"{plan.gpu_memory_fraction:.4f}"))
     if SESSION_FILE in files:
-        flags.append(f"--tensorflow_session_config_file={CONFIG_DIR}/{SESSION_FILE}")
-    unknown = [f for f in flags if not plan.knows_flag(f[2:].split("=", 1)[0])]
-    assert not unknown, f"rendered flags the image does not know: {unknown}"
-    return flags
+        values.append(("tensorflow_session_config_file", f"{CONFIG_DIR}/{SESSION_FILE}"))
+    return flags.render(plan.serving_version, values)
 
 
 def _probes(spec: ModelServerSpec, plan: Plan) -> dict[str, Any]:
@@ -148,7 +150,9 @@ def render_deployment(
     if plan.gpu_count:
         resources["limits"]["nvidia.com/gpu"] = str(plan.gpu_count)
     env = _env(plan)
-    if spec.allocator == "jemalloc":
+    if plan.jemalloc:
+        # Only with an image that declares it has the library (spec.imageProvides):
+        # the loader ignores a missing preload with a warning, so nothing would tell.
         env.append({"name": "LD_PRELOAD", "value": JEMALLOC_PATH})
 
     mounts = [
@@ -176,7 +180,7 @@ def render_deployment(
         "name": CONTAINER_NAME,
         "image": plan.image,
         "command": ["tensorflow_model_server"],
-        "args": render_flags(spec, plan, files),
+        "args": render_flags(plan, files),
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
@@ -184,6 +188,10 @@ def render_deployment(
         "env": env,
         "resources": resources,
         "volumeMounts": mounts,
+        # TF Serving exits when its initial config cannot load (a failed model, a
+        # refused label): the end of its log then becomes the container's
+        # termination message, which tfops shows in status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
