@@ -42,7 +42,7 @@ SPEC = {
     "models": [
         {
             "name": "ranker",
-            "basePath": "s3://bench/ranker",
+            "basePath": "gs://bench/ranker",
             "size": "64Mi",
             "versionPolicy": {"specific": [1, 2]},
             "versionLabels": {"stable": 1},

@@ -157,7 +157,7 @@ def show_modelserver(
             # model-status API for each pod, from the models.config tfops wrote.
             from kubernetes import config as kube_config
             from tests.integration.fleet import add_versions, create_models_claim
-            from tests.standin.tfserving import TFServingStandIn
+            from tests.standin.server import TFServingStandIn
 
             api = kube_config.new_client_from_config(config_file=kubeconfig)
             store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="models-")))

@@ -18,7 +18,7 @@ from tests.integration.fleet import (
     create_namespace,
 )
 from tests.integration.guard_scenarios import GuardScenarios
-from tests.standin.tfserving import TFServingStandIn
+from tests.standin.server import TFServingStandIn
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster
 from tfops.devcluster.cli import find_control_plane
