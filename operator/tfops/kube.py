@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
@@ -24,16 +27,78 @@ _RESOURCES: dict[str, tuple[str, str]] = {
 }
 
 
+class NoCluster(RuntimeError):
+    """No usable kubeconfig or service account, or the API server does not answer;
+    the message says which and what to do."""
+
+
+IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
 def api_client() -> client.ApiClient:
-    """A client from the in-cluster service account, else from the kubeconfig."""
+    """A client from the in-cluster service account, else from the kubeconfig
+    ($KUBECONFIG or ~/.kube/config). Raises NoCluster when neither is usable."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except Exception as error:  # the loader raises whatever the file provokes
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise NoCluster(
+                f"no usable kubeconfig at {where} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'unreadable'}); set KUBECONFIG "
+                "to a valid kubeconfig, or run inside a cluster"
+            ) from error
     api = client.ApiClient()
     # Names us in audit logs and apiserver metrics.
     api.user_agent = f"tfops/{__version__}"
     return api
+
+
+def default_namespace() -> str:
+    """The namespace of the service account, else of the kubeconfig's context."""
+    try:
+        return Path(IN_CLUSTER_NAMESPACE).read_text().strip()
+    except OSError:
+        pass
+    try:
+        _, context = config.list_kube_config_contexts()
+    except Exception:  # any unreadable kubeconfig means "default"
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
+def check_reachable(api: client.ApiClient, timeout: float = 10.0) -> str:
+    """The API server's version, or NoCluster saying why it did not answer."""
+    host = api.configuration.host
+    quiet = logging.getLogger("urllib3")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its retries would each log a warning first
+    try:
+        request = api.param_serialize(method="GET", resource_path="/version")
+        response = api.call_api(*request, _request_timeout=timeout)
+        response.read()
+        return str(json.loads(response.data).get("gitVersion", "unknown"))
+    except ApiException as error:
+        raise NoCluster(
+            f"the API server at {host} answered HTTP {error.status}: {error_message(error)}"
+        ) from error
+    except Exception as error:  # urllib3 and ssl errors alike: it did not answer
+        raise NoCluster(f"the API server at {host} did not answer: {_reason(error)}") from error
+    finally:
+        quiet.setLevel(level)
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a connection failure, in one line."""
+    while getattr(error, "reason", None) is not None and error.reason is not error:
+        nested = error.reason
+        if not isinstance(nested, BaseException):
+            break
+        error = nested
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:300]
 
 
 def _path(kind: str, namespace: str, name: str | None = None) -> str:

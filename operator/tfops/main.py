@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,13 +71,22 @@ def run_operator(
 ) -> int:
     """Run the operator until it is told to stop (SIGINT/SIGTERM). With leader
     election, wait as a standby until this replica holds the Lease."""
+    from tfops import kube
+
     config.configure(operator_config)
     kopf.configure(verbose=verbose, log_format=LOG_FORMATS[log_format])
+    # Fail at once, in one line, when there is no cluster to talk to: the kubelet's
+    # restart back-off (or the user) takes it from there.
+    try:
+        version = kube.check_reachable(kube.api_client())
+    except kube.NoCluster as error:
+        print(f"tfops run: {error}", file=sys.stderr)
+        return 1
+    logging.getLogger("tfops").info("Reached the API server (Kubernetes %s)", version)
     # Served from the start, standbys included: the probes and the leader gauge.
     metrics.serve(operator_config.metrics_host, operator_config.metrics_port)
     metrics.LEADER.set(0)
     if leader_election is not None:
-        from tfops import kube
         from tfops.leader import LeaderElector
 
         elector = LeaderElector(

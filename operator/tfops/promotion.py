@@ -1,17 +1,24 @@
 """Model version transitions through TF Serving's real constraints. Pure.
 
-TF Serving applies models.config as the whole truth, and two of its rules make a
+TF Serving applies models.config as the whole truth, and three of its rules make a
 naive edit dangerous:
 
 - a version label may only move to a version that is already AVAILABLE (else the
-  reload fails with FailedPrecondition);
+  reload fails with FailedPrecondition). tfops renders
+  --allow_version_labels_for_unavailable_models, so a *new* label may name a
+  version still loading (a pod starting with labels in its config would exit
+  otherwise), but a label that moves still needs its target AVAILABLE;
+- a reload is all or nothing: when the label check fails, none of that config is
+  applied (no version is loaded), and every later poll of the same file fails the
+  same way. So a label only moves once its version is AVAILABLE on every running
+  pod, ready or still starting;
 - when the only new version of a model fails to load, the availability-preserving
   policy unloads the old one anyway (nothing is loading any more), so the model
   stops serving.
 
 So a change to an already-served model goes in steps, each a models.config write
 (hot reload, no pod restart): serve old and new versions side by side, move the
-labels once every new version is AVAILABLE on every ready pod, then, after a grace
+labels once every new version is AVAILABLE on every running pod, then, after a grace
 period, stop serving what the spec no longer names. A new version that fails to
 load (END with an error) or is not AVAILABLE within the time-out rolls the model
 back to the config it had before. The state lives in status.promotions and the
@@ -84,10 +91,10 @@ class Seen:
 
     @classmethod
     def of(
-        cls, model: str, states: dict[str, dict[str, list[VersionStatus]]], *, ready_pods: int
+        cls, model: str, states: dict[str, dict[str, list[VersionStatus]]], *, pods: int
     ) -> Seen:
         """From the states of the pods that answered; a version is everywhere only
-        when every one of `ready_pods` reports it AVAILABLE."""
+        when every one of `pods` (the running pods) reports it AVAILABLE."""
         available: dict[int, int] = {}
         errors: dict[int, str] = {}
         for pod_states in states.values():
@@ -96,7 +103,7 @@ class Seen:
                     available[version.version] = available.get(version.version, 0) + 1
                 elif version.failed:
                     errors[version.version] = version.error_message or version.error_code
-        return cls(ready_pods, available, errors)
+        return cls(pods, available, errors)
 
     def everywhere(self, version: int) -> bool:
         return self.pods > 0 and self.available.get(version, 0) == self.pods
@@ -143,8 +150,9 @@ def step(
     old and new versions side by side (checked only when a transition starts)."""
     desired = Configured.of(model)
     if live is None:
-        # A model new to the config: TF Serving waits for it to load before it
-        # applies its labels, and there is nothing older to keep serving.
+        # A model new to the config: its labels are new labels, which TF Serving
+        # accepts before the versions load (--allow_version_labels_for_unavailable_
+        # models), and there is nothing older to keep serving.
         return Step(desired)
     # A new target while a transition is in flight starts from where that one did.
     origin: Configured | None = None
@@ -207,7 +215,7 @@ def _advance(
             name,
             base,
             record,
-            f"version {', '.join(map(str, waiting))} was not AVAILABLE on every ready pod "
+            f"version {', '.join(map(str, waiting))} was not AVAILABLE on every running pod "
             f"within {settings.timeout_seconds:.0f}s",
         )
     if waiting:
@@ -224,7 +232,7 @@ def _advance(
                 f"{base.describe()}"
                 + (
                     f"; labels {', '.join(sorted(moving))} move once it is AVAILABLE on "
-                    "every ready pod"
+                    "every running pod"
                     if moving
                     else ""
                 ),
@@ -242,7 +250,7 @@ def _advance(
             event = (
                 "Normal",
                 "LabelsMoved" if moving else "VersionsAvailable",
-                f"Model {name}: {desired.describe()} AVAILABLE on every ready pod; "
+                f"Model {name}: {desired.describe()} AVAILABLE on every running pod; "
                 f"version {', '.join(map(str, sorted(retiring)))} is unloaded after "
                 f"{settings.grace_seconds:.0f}s",
             )
@@ -304,7 +312,7 @@ def planned_steps(
             f"{current.describe()}" + (f", labels staying put ({keep})" if keep else "")
         )
         steps.append(
-            f"wait until version {', '.join(map(str, loading))} is AVAILABLE on every ready "
+            f"wait until version {', '.join(map(str, loading))} is AVAILABLE on every running "
             "pod (a failure or the time-out rolls back to the current config)"
         )
     if moving:

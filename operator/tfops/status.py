@@ -69,6 +69,14 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def pod_running(pod: dict[str, Any]) -> bool:
+    """Scheduled, started and not going away: a pod whose TF Serving is (or will
+    shortly be) serving whatever models.config says."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    return pod.get("status", {}).get("phase") == "Running"
+
+
 def oom_kills(pods: list[dict[str, Any]]) -> list[OomKill]:
     """Every OOM kill the pods' container statuses still show."""
     kills = []
@@ -118,6 +126,11 @@ def effective_settings(plan: Plan) -> dict[str, Any]:
         "grpcMaxThreads": plan.grpc_max_threads,
         "batchThreads": plan.batch_threads,
         "startupBudgetSeconds": plan.startup_budget_seconds,
+        "versionPollSeconds": plan.version_poll_seconds,
+        "loadRetries": plan.load_retries,
+        "loadRetryIntervalSeconds": plan.load_retry_interval_seconds,
+        "failureReportSeconds": plan.failure_report_seconds,
+        "promotionTimeoutSeconds": plan.promotion_timeout_seconds,
     }
     if plan.gpu_memory_fraction is not None:
         settings["gpuMemoryFraction"] = plan.gpu_memory_fraction
@@ -137,9 +150,22 @@ def judge_model(
     model: ModelSpec, versions: list[VersionStatus], serving: Configured | None = None
 ) -> ModelVerdict:
     """`serving`: the versions models.config names now, when a transition (or its
-    rollback) differs from the spec; a failed version no longer configured is history."""
+    rollback) differs from the spec. TF Serving keeps a failed version in END for
+    the life of the process, so what counts as a failure: under specific, a failed
+    version still configured; under latest/all, a failed version with no newer
+    version AVAILABLE (an older failure is history once a newer version serves)."""
     configured = (serving or Configured.of(model)).versions
-    failures = [v for v in versions if v.failed and (configured is None or v.version in configured)]
+    newest = max((v.version for v in versions if v.state == "AVAILABLE"), default=None)
+    failures = [
+        v
+        for v in versions
+        if v.failed
+        and (
+            v.version in configured
+            if configured is not None
+            else newest is None or v.version > newest
+        )
+    ]
     available = {v.version for v in versions if v.state == "AVAILABLE"}
     loading = any(v.state in ("START", "LOADING") for v in versions)
     # latest N / all: TF Serving decides which numbers; it must serve something
@@ -199,19 +225,29 @@ class _Findings:
             self.ready_reason, self.ready_message = reason, message
 
 
-def _invalid_status(
-    invalid: SpecInvalid | None, generation: int, previous: dict[str, Any], now: str
+@dataclass(frozen=True)
+class Failure:
+    """Why this generation could not be applied: the API server refused an object
+    (ApplyFailed) or tfops itself failed (ReconcileFailed), and when it tries again."""
+
+    reason: str
+    message: str
+    retry_seconds: float
+
+
+def _refused_status(
+    *,
+    reason: str,
+    message: str,
+    progressing: str,
+    generation: int,
+    previous: dict[str, Any],
+    now: str,
 ) -> dict[str, Any]:
-    message = "; ".join(str(e) for e in invalid.errors) if invalid else "invalid spec"
     conditions = [
-        Condition(
-            "Ready",
-            False,
-            "InvalidSpec",
-            f"The spec was refused and the running fleet left as it was: {message}",
-        ),
-        Condition("Progressing", False, "InvalidSpec", "Fix the spec to continue."),
-        Condition("Degraded", False, "InvalidSpec", "The running fleet was not changed."),
+        Condition("Ready", False, reason, message),
+        Condition("Progressing", False, reason, progressing),
+        Condition("Degraded", False, reason, "The running fleet was not changed."),
     ]
     # Keep what we last knew of the running fleet.
     status = {key: previous[key] for key in _OWNED_KEYS if key in previous}
@@ -259,7 +295,9 @@ def _check_models(
         if isinstance(states, dict) and pod in ready_names
     }
     unreachable = sorted(
-        (pod, error) for pod, error in observation.model_states.items() if isinstance(error, str)
+        (pod, error)
+        for pod, error in observation.model_states.items()
+        if isinstance(error, str) and pod in ready_names
     )
     available, loading, missing = 0, [], []
     for model in spec.models:
@@ -274,7 +312,9 @@ def _check_models(
             findings.degraded.append(
                 (
                     "ModelLoadFailed",
-                    f"Model {model.name} version {versions} failed to load: {errors}",
+                    f"Model {model.name} version {versions} failed to load: {errors}. TF "
+                    "Serving does not load it again while the pod runs: fix the version's "
+                    "files and restart the pods, or stop serving that version.",
                 )
             )
         if verdicts and all(v.available for v in verdicts):
@@ -288,7 +328,9 @@ def _check_models(
     if unreachable:
         pod, error = unreachable[0]
         findings.not_ready(
-            "ModelStatusUnknown", f"TF Serving's REST API on pod {pod} did not answer: {error}"
+            "ModelStatusUnknown",
+            f"TF Serving's REST API on pod {pod} did not answer: {error}. It opens its "
+            "ports only once every configured model has loaded, and exits when one fails.",
         )
     elif missing:
         findings.not_ready(
@@ -333,6 +375,38 @@ def _check_oom(pods: list[dict[str, Any]], plan: Plan, now: str, findings: _Find
                 f"Pod {last.pod} was OOM-killed at {last.finished_at} (limit "
                 f"{format_bytes(plan.memory.limit_bytes)}): raise resources.limits.memory or "
                 "declare model sizes so tfops plans memory.",
+            )
+        )
+
+
+def serving_exits(pods: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(pod, terminated state) of serving containers whose last run ended in an error
+    other than an OOM kill: TF Serving exits when its initial config cannot load."""
+    exits = []
+    for pod in pods:
+        for container in pod.get("status", {}).get("containerStatuses") or []:
+            if container.get("name") != CONTAINER_NAME:
+                continue
+            terminated = (container.get("lastState") or {}).get("terminated") or {}
+            if terminated.get("exitCode", 0) != 0 and terminated.get("reason") != "OOMKilled":
+                exits.append((pod["metadata"]["name"], terminated))
+    return exits
+
+
+def _check_exits(pods: list[dict[str, Any]], now: str, findings: _Findings) -> None:
+    recent = [
+        (pod, state)
+        for pod, state in serving_exits(pods)
+        if _seconds_between(str(state.get("finishedAt", "")), now) <= OOM_DEGRADED_SECONDS
+    ]
+    if recent:
+        pod, state = recent[-1]
+        log = " ".join(str(state.get("message") or "").split())[-600:]
+        findings.degraded.append(
+            (
+                "ServingExited",
+                f"TF Serving on pod {pod} exited with code {state.get('exitCode')} at "
+                f"{state.get('finishedAt')}" + (f": {log}" if log else " (see its log)") + ".",
             )
         )
 
@@ -398,11 +472,30 @@ def compute_status(
     observation: Observation,
     previous: dict[str, Any],
     now: str,
+    failure: Failure | None = None,
 ) -> dict[str, Any]:
     """The whole status the operator owns. Equal inputs give an equal status, so an
     unchanged fleet produces no write."""
+    if failure is not None:
+        return _refused_status(
+            reason=failure.reason,
+            message=failure.message,
+            progressing=f"tfops tries again in {failure.retry_seconds:.0f}s, and at once "
+            "when the spec changes.",
+            generation=generation,
+            previous=previous,
+            now=now,
+        )
     if invalid is not None or spec is None or plan is None:
-        return _invalid_status(invalid, generation, previous, now)
+        message = "; ".join(str(e) for e in invalid.errors) if invalid else "invalid spec"
+        return _refused_status(
+            reason="InvalidSpec",
+            message=f"The spec was refused and the running fleet left as it was: {message}",
+            progressing="Fix the spec to continue.",
+            generation=generation,
+            previous=previous,
+            now=now,
+        )
 
     deployment = observation.deployment
     ready_names = {p["metadata"]["name"] for p in observation.pods if pod_ready(p)}
@@ -431,6 +524,7 @@ def compute_status(
     if oom:
         status["oomKills"] = oom
     _check_oom(observation.pods, plan, now, findings)
+    _check_exits(observation.pods, now, findings)
     _check_promotions(observation.promotions, generation, findings)
     if observation.promotions:
         status["promotions"] = observation.promotions

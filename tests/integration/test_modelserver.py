@@ -24,6 +24,7 @@ from tests.integration.fleet import (
     models_of,
     read_or_none,
 )
+from tests.standin.server import TFServingStandIn
 from tests.support import wait_for
 from tfops.devcluster import LocalCluster
 
@@ -80,7 +81,8 @@ def test_each_example_becomes_a_ready_fleet(
     ]
 
     container = deployment.spec.template.spec.containers[0]
-    assert container.image.startswith("tensorflow/serving:2.19.1")
+    assert container.image == servers.get(name)["status"]["effective"]["image"]
+    assert container.image.endswith(":2.19.1") or container.image.endswith(":2.19.1-gpu")
     assert "--model_config_file=/etc/tfops/models.config" in container.args
     assert any(a.startswith("--grpc_max_threads=") for a in container.args)
     assert container.security_context.read_only_root_filesystem is True
@@ -301,19 +303,76 @@ def test_an_unchanged_modelserver_causes_no_writes(
     assert servers.get("recommender")["status"]["modelsSummary"] == "2/2"
 
 
-def test_a_failed_model_load_degrades_the_fleet_with_tf_servings_error(
+def test_a_broken_version_added_later_degrades_the_fleet_with_tf_servings_error(
     api: client.ApiClient, namespace: str, models_claim: str, model_store: Path
 ) -> None:
     manifest = load_example("minimal")
-    manifest["spec"]["models"][0]["basePath"] = "/models/broken"
-    add_versions(model_store, "/models/broken", 1, corrupt=True)
-    servers = ModelServers(api, namespace)
-    servers.create(manifest)
+    manifest["spec"]["resources"] = {"limits": {"memory": "4Gi", "cpu": "2"}}
+    servers = _deploy(api, namespace, model_store, manifest)
+    servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable")
+
+    # A model added by a config reload whose only version is corrupt: TF Serving
+    # retries the load (LOADING), then reports END with TensorFlow's own error.
+    add_versions(model_store, f"/models/broken-{namespace}", 1, corrupt=True)
+    models = [
+        *manifest["spec"]["models"],
+        {"name": "broken", "basePath": f"/models/broken-{namespace}", "size": "50Mi"},
+    ]
+    servers.patch("minimal", {"models": models})
     degraded = servers.wait_condition("minimal", "Degraded", "True", "ModelLoadFailed")
     assert "Error parsing message" in degraded["message"]  # TensorFlow's own error
+    assert "does not load it again" in degraded["message"]
     ready = servers.condition("minimal", "Ready")
     assert ready is not None and ready["status"] == "False"
-    assert servers.get("minimal")["status"]["models"][0]["versions"][0]["state"] == "END"
+    broken = next(m for m in servers.get("minimal")["status"]["models"] if m["name"] == "broken")
+    assert broken["versions"][0]["state"] == "END"
+
+
+def test_a_broken_version_at_start_up_is_reported_from_the_pod_that_exits(
+    api: client.ApiClient,
+    namespace: str,
+    models_claim: str,
+    model_store: Path,
+    standin: TFServingStandIn,
+) -> None:
+    manifest = load_example("minimal")
+    manifest["spec"]["models"][0]["basePath"] = f"/models/broken-{namespace}"
+    add_versions(model_store, f"/models/broken-{namespace}", 1, corrupt=True)
+    servers = ModelServers(api, namespace)
+    servers.create(manifest)
+    # TF Serving exits when its initial config cannot load, so its REST port
+    # never answers...
+    ready = servers.wait_condition("minimal", "Ready", "False", "ModelStatusUnknown")
+    assert "exits when one fails" in ready["message"]
+    exit_message = wait_for(
+        lambda: next((m for ns, _, m in standin.exits if ns == namespace), None),
+        timeout=30,
+        what="the stand-in's TF Serving to exit",
+    )
+    assert "1 model(s) did not become available" in exit_message
+    # ...and the kubelet puts the end of its log in the container's termination
+    # message (terminationMessagePolicy: FallbackToLogsOnError). kwok runs no
+    # container, so the test writes what the kubelet would.
+    core = client.CoreV1Api(api)
+    (pod,) = core.list_namespaced_pod(namespace).items
+    statuses = client.ApiClient().sanitize_for_serialization(pod.status.container_statuses)
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    statuses[0]["restartCount"] = 1
+    statuses[0]["lastState"] = {
+        "terminated": {
+            "reason": "Error",
+            "exitCode": 255,
+            "message": exit_message,
+            "startedAt": finished,
+            "finishedAt": finished,
+        }
+    }
+    core.patch_namespaced_pod_status(
+        pod.metadata.name, namespace, {"status": {"containerStatuses": statuses}}
+    )
+    degraded = servers.wait_condition("minimal", "Degraded", "True", "ServingExited")
+    assert "did not become available" in degraded["message"]
+    assert pod.metadata.name in degraded["message"]
 
 
 def test_an_oom_killed_container_is_counted_reported_and_degrades(
@@ -386,3 +445,45 @@ def test_kubectl_get_and_wait_work_on_modelservers(
     assert table[1].split()[:6] == ["batched", "True", "2/2", "1/1", "1792Mi", "0"]
     explained = cluster.kubectl("explain", "ms.spec.models.versionPolicy").stdout
     assert "acknowledgeAllVersions" in explained and "latest" in explained
+
+
+def test_a_deployment_the_apiserver_refuses_creates_nothing_and_is_reported(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str, model_store: Path
+) -> None:
+    manifest = load_example("autoscaling")
+    manifest["spec"]["models"][0]["basePath"] = "/models/encoder"
+    # Passes the CRD and the parser (one known volume source), but the API server
+    # refuses the Deployment: an nfs volume needs a server and a path.
+    manifest["spec"]["modelStorage"] = {"volume": {"nfs": {}}}
+    add_versions(model_store, "/models/encoder", 1)
+    servers = ModelServers(api, namespace)
+    since = time.time()
+    servers.create(manifest)
+    ready = servers.wait_condition("search", "Ready", "False", "ApplyFailed")
+    assert "Deployment search" in ready["message"] and "nfs" in ready["message"]
+    progressing = servers.condition("search", "Progressing")
+    assert progressing is not None and "tries again in" in progressing["message"]
+
+    time.sleep(25)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    policy, autoscaling = client.PolicyV1Api(api), client.AutoscalingV2Api(api)
+    for read, name in (
+        (apps.read_namespaced_deployment, "search"),
+        (core.read_namespaced_config_map, "search-config"),
+        (core.read_namespaced_service, "search"),
+        (policy.read_namespaced_pod_disruption_budget, "search"),
+        (autoscaling.read_namespaced_horizontal_pod_autoscaler, "search"),
+    ):
+        assert read_or_none(read, name, namespace) is None, name
+    # A bounded back-off (5, 10, 20 s...), not an attempt every resync (2 s).
+    attempts = [
+        w
+        for w in audit_writes(cluster, namespace, since)
+        if (w.get("objectRef") or {}).get("resource") == "deployments"
+    ]
+    assert 2 <= len(attempts) <= 5, len(attempts)
+    reported = [e for e in events_for(api, namespace, "search") if e.reason == "ApplyFailed"]
+    assert len(reported) == 1
+
+    servers.patch("search", {"modelStorage": {"volume": {"nfs": {"server": "nfs", "path": "/m"}}}})
+    servers.wait_condition("search", "Ready", "True", timeout=120)

@@ -31,7 +31,7 @@ from tests.integration.fleet import (
     create_namespace,
     events_for,
 )
-from tests.standin.tfserving import TFServingStandIn
+from tests.standin.server import TFServingStandIn
 from tests.support import wait_for
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster

@@ -1,5 +1,5 @@
 """Version transitions through TF Serving's constraints: labels move only to
-versions AVAILABLE on every ready pod, old versions stay until then, failures
+versions AVAILABLE on every running pod, old versions stay until then, failures
 roll back, and the state in status carries across reconciles (and restarts)."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_a_version_that_never_becomes_available_is_rolled_back_after_the_time_ou
     assert waiting.failure is None
     late = _step(model, waiting.write, _seen(v47=2, v48=1), waiting.record, at=301)
     assert late.write == LIVE
-    assert late.failure is not None and "not AVAILABLE on every ready pod within 300s" in (
+    assert late.failure is not None and "not AVAILABLE on every running pod within 300s" in (
         late.failure
     )
 
@@ -183,7 +183,7 @@ def test_the_dry_run_steps_name_each_stage() -> None:
     assert steps == [
         "load version 48 of ranker beside versions 47 (labels stable=47), labels staying "
         "put (stable on 47)",
-        "wait until version 48 is AVAILABLE on every ready pod (a failure or the time-out "
+        "wait until version 48 is AVAILABLE on every running pod (a failure or the time-out "
         "rolls back to the current config)",
         "move label stable to 48",
         "after 30s, stop serving version 47",

@@ -15,7 +15,7 @@ SPEC = parse_spec(
         "models": [
             {
                 "name": "ranker",
-                "basePath": "s3://b/ranker",
+                "basePath": "gs://b/ranker",
                 "versionPolicy": {"specific": [47, 48]},
                 "versionLabels": {"stable": 47},
             }
@@ -207,3 +207,48 @@ def test_a_leak_verdict_becomes_the_memory_leak_suspected_condition() -> None:
         Observation(_deployment(), [_pod("a"), _pod("b")], {"a": AVAILABLE, "b": AVAILABLE})
     )
     assert _condition(calm, "MemoryLeakSuspected")["reason"] == "NoLeak"
+
+
+def test_under_latest_an_older_failure_is_history_once_a_newer_version_serves() -> None:
+    spec = parse_spec({"models": [{"name": "ranker", "basePath": "gs://b/ranker"}]})
+    plan = make_plan(spec)
+
+    def status_with(*versions: VersionStatus) -> dict[str, Any]:
+        states = {"ranker": list(versions)}
+        return compute_status(
+            generation=1,
+            spec=spec,
+            plan=plan,
+            invalid=None,
+            observation=Observation(
+                _deployment(), [_pod("a"), _pod("b")], {"a": states, "b": states}
+            ),
+            previous={},
+            now=T0,
+        )
+
+    broken = VersionStatus(5, "END", "DATA_LOSS", "truncated graph")
+    newer = status_with(broken, VersionStatus(6, "AVAILABLE"))
+    assert _condition(newer, "Ready")["status"] == "True"
+    assert _condition(newer, "Degraded")["status"] == "False"
+    # The newest version failed and nothing newer serves: not Ready, with the error.
+    newest = status_with(VersionStatus(4, "END"), broken)
+    assert _condition(newest, "Ready")["status"] == "False"
+    assert "truncated graph" in _condition(newest, "Degraded")["message"]
+
+
+def test_tf_serving_exiting_at_start_up_is_reported_with_its_log() -> None:
+    pod = _pod("a")
+    pod["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {
+            "reason": "Error",
+            "exitCode": 255,
+            "finishedAt": T0,
+            "message": "Request to assign label to version 48 of model ranker, which is not "
+            "currently available for inference",
+        }
+    }
+    status = _status(Observation(_deployment(), [pod, _pod("b")], {"a": AVAILABLE, "b": AVAILABLE}))
+    degraded = _condition(status, "Degraded")
+    assert degraded["reason"] == "ServingExited"
+    assert "exited with code 255" in degraded["message"] and "version 48" in degraded["message"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import kopf
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from tfops import config, kube, metrics, promotion
@@ -29,7 +30,14 @@ from tfops.render import Owner, owned_object_names, render_all
 from tfops.render.common import MANAGED_BY, OWNER_LABEL, config_map_name
 from tfops.render.configmap import MODELS_FILE, parse_models_config
 from tfops.schema import SpecInvalid
-from tfops.status import Observation, compute_status, new_oom_kills, pod_ready, status_patch
+from tfops.status import (
+    Failure,
+    Observation,
+    compute_status,
+    new_oom_kills,
+    pod_running,
+    status_patch,
+)
 from tfops.tfserving import ServingUnreachable, VersionStatus, get_model_status
 
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -214,7 +222,7 @@ def _model_states(
     settings = config.current()
     states: dict[str, dict[str, list[VersionStatus]] | str] = {}
     for pod in pods:
-        if not pod_ready(pod):
+        if not pod_running(pod):
             continue
         meta = pod["metadata"]
         base = settings.serving_url_template.format(
@@ -272,14 +280,15 @@ def _promote(
         names = {m.name for m in spec.models}
         return {}, [r for r in previous.get("promotions") or [] if r["model"] in names]
     answered = {p: s for p, s in model_states.items() if isinstance(s, dict)}
-    ready = sum(1 for p in pods if pod_ready(p))
+    # Every running pod must report a version before a label moves to it, ready or
+    # not: a pod still starting with an older config would otherwise first read the
+    # label's move, refuse it (the version is not loaded there) and, since a reload
+    # is all or nothing, never load the version at all.
+    running = sum(1 for p in pods if pod_running(p))
     records = {r["model"]: r for r in previous.get("promotions") or []}
     settings = promotion.Settings(
-        grace_seconds=float(spec.promotion.grace_seconds if spec.promotion else 30),
-        timeout_seconds=float(
-            (spec.promotion.timeout_seconds if spec.promotion else None)
-            or plan.startup_budget_seconds
-        ),
+        grace_seconds=float(plan.promotion_grace_seconds),
+        timeout_seconds=float(plan.promotion_timeout_seconds),
     )
     now = time.time()
     serving: dict[str, Configured] = {}
@@ -296,7 +305,7 @@ def _promote(
         result = promotion.step(
             model,
             current,
-            promotion.Seen.of(model.name, answered, ready_pods=ready),
+            promotion.Seen.of(model.name, answered, pods=running),
             records.get(model.name),
             now=now,
             generation=generation,
@@ -351,8 +360,48 @@ def _converge(
         and live.get("HorizontalPodAutoscaler") is None
         and any(d["kind"] == "Deployment" for d, _, _ in pending)
     ):
-        # Hand spec.replicas to another manager first, or dropping it from our
-        # apply would reset the fleet to one pod before the HPA acts.
+        _hand_over_replicas(client, owner, deployment)
+    done: dict[str, list[str]] = {}
+    try:
+        for phase in apply_phases(pending, creating=deployment is None):
+            # Within a phase the objects do not depend on each other: one round
+            # trip for all of them.
+            futures = [_APPLY_POOL.submit(_apply, client, item[0]) for item in phase]
+            failed: ApplyFailed | None = None
+            for (desired, current, difference), future in zip(phase, futures, strict=True):
+                try:
+                    result = future.result()
+                except ApplyFailed as error:
+                    failed = failed or error
+                    continue
+                kind, name = desired["kind"], desired["metadata"]["name"]
+                live[kind] = _trim(result)
+                _last_applied[(owner.namespace, kind, name)] = (time.monotonic(), live[kind])
+                reason = "Created" if current is None else "Updated"
+                metrics.APPLIES.labels(kind, reason.lower()).inc()
+                done.setdefault(reason, []).append(
+                    f"{kind} {name}" + ("" if current is None else f" ({difference} differed)")
+                )
+            if failed is not None:
+                raise failed
+    finally:
+        # One Event per reconcile, not one per object: less noise in `kubectl
+        # describe` and fewer writes.
+        for reason, objects in done.items():
+            message = f"{reason} {', '.join(objects)} in {owner.namespace}"
+            logger.info(message)
+            sink.event("Normal", reason, message)
+
+    if spec.autoscaling is None and live.get("HorizontalPodAutoscaler") is not None:
+        _delete_hpa(client, owner, sink, logger)
+        live["HorizontalPodAutoscaler"] = None
+    return live
+
+
+def _hand_over_replicas(client: Any, owner: Owner, deployment: dict[str, Any]) -> None:
+    """Hand spec.replicas to another field manager before the HPA takes over, or
+    dropping it from our apply would reset the fleet to one pod first."""
+    try:
         kube.hand_over_field(
             client,
             {
@@ -363,37 +412,59 @@ def _converge(
             },
             REPLICAS_HANDOVER_MANAGER,
         )
-    # The objects do not depend on each other (a pod waits for its ConfigMap by
-    # itself), so they are applied concurrently: one round trip, not four.
-    results = list(_APPLY_POOL.map(lambda item: kube.apply(client, item[0]), pending))
-    done: dict[str, list[str]] = {}
-    for (desired, current, difference), result in zip(pending, results, strict=True):
-        kind, name = desired["kind"], desired["metadata"]["name"]
-        live[kind] = _trim(result)
-        _last_applied[(owner.namespace, kind, name)] = (time.monotonic(), live[kind])
-        reason = "Created" if current is None else "Updated"
-        metrics.APPLIES.labels(kind, reason.lower()).inc()
-        done.setdefault(reason, []).append(
-            f"{kind} {name}" + ("" if current is None else f" ({difference} differed)")
-        )
-    # One Event per reconcile, not one per object: less noise in `kubectl
-    # describe` and fewer writes.
-    for reason, objects in done.items():
-        message = f"{reason} {', '.join(objects)} in {owner.namespace}"
-        logger.info(message)
-        sink.event("Normal", reason, message)
+    except ApiException as error:
+        raise ApplyFailed("Deployment", owner.name, error) from error
 
-    if spec.autoscaling is None and live.get("HorizontalPodAutoscaler") is not None:
-        name = owned_object_names(owner.name)["HorizontalPodAutoscaler"]
-        if kube.delete(client, "HorizontalPodAutoscaler", owner.namespace, name):
-            message = (
-                f"Deleted HorizontalPodAutoscaler {owner.namespace}/{name}: autoscaling is off"
-            )
-            logger.info(message)
-            sink.event("Normal", "Deleted", message)
-        _last_applied.pop((owner.namespace, "HorizontalPodAutoscaler", name), None)
-        live["HorizontalPodAutoscaler"] = None
-    return live
+
+def _delete_hpa(client: Any, owner: Owner, sink: Sink, logger: Any) -> None:
+    """Autoscaling is off: the HPA goes (the Deployment keeps its replicas)."""
+    name = owned_object_names(owner.name)["HorizontalPodAutoscaler"]
+    try:
+        deleted = kube.delete(client, "HorizontalPodAutoscaler", owner.namespace, name)
+    except ApiException as error:
+        raise ApplyFailed("HorizontalPodAutoscaler", name, error) from error
+    if deleted:
+        message = f"Deleted HorizontalPodAutoscaler {owner.namespace}/{name}: autoscaling is off"
+        logger.info(message)
+        sink.event("Normal", "Deleted", message)
+    _last_applied.pop((owner.namespace, "HorizontalPodAutoscaler", name), None)
+
+
+class ApplyFailed(Exception):
+    """The API server refused (or did not take) one owned object."""
+
+    def __init__(self, kind: str, name: str, error: ApiException) -> None:
+        super().__init__(f"{kind} {name}")
+        self.kind, self.name, self.error = kind, name, error
+
+
+def _apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return kube.apply(client, obj)
+    except ApiException as error:
+        raise ApplyFailed(obj["kind"], obj["metadata"]["name"], error) from error
+
+
+def apply_phases(
+    pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]], *, creating: bool
+) -> list[list[tuple[dict[str, Any], dict[str, Any] | None, str | None]]]:
+    """The order to apply what differs, in phases that run one after another:
+
+    - a new fleet: the Deployment alone first, so nothing else is created when the
+      API server refuses it (a half-created fleet);
+    - a changed Deployment: the ConfigMap first, then the Deployment, so new pods
+      never start with the files of the old revision (TF Serving reads the
+      batching, monitoring and session files only at start);
+    - otherwise everything at once."""
+    deployment = [item for item in pending if item[0]["kind"] == "Deployment"]
+    if not deployment:
+        return [pending] if pending else []
+    rest = [item for item in pending if item[0]["kind"] != "Deployment"]
+    if creating:
+        return [deployment, rest] if rest else [deployment]
+    config = [item for item in rest if item[0]["kind"] == "ConfigMap"]
+    others = [item for item in rest if item[0]["kind"] != "ConfigMap"]
+    return [phase for phase in (config, deployment, others) if phase]
 
 
 class Sink(Protocol):
@@ -433,6 +504,59 @@ class ApiSink:
         kube.patch_status(api(), meta["namespace"], meta["name"], changes)
 
 
+# A ModelServer whose last reconcile failed waits this long before the next try
+# (doubling per failure, up to the maximum); a new generation tries at once.
+BACKOFF_FIRST_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 300.0
+
+
+@dataclass
+class Backoff:
+    generation: int
+    attempts: int
+    retry_at: float  # monotonic
+    failure: Failure
+
+
+_backoffs: dict[tuple[str, str], Backoff] = {}
+
+
+def describe_failure(error: BaseException) -> tuple[str, str, bool]:
+    """(reason, message with the fix, whether tfops itself is at fault)."""
+    if isinstance(error, ApplyFailed):
+        api_error = error.error
+        detail = kube.error_message(api_error)
+        what = f"{error.kind} {error.name}"
+        if api_error.status in (400, 422):
+            fix = "fix the spec field behind it"
+        elif api_error.status == 403:
+            fix = (
+                "grant the operator's ServiceAccount that permission, or ask why a policy "
+                "refused it"
+            )
+        else:
+            fix = "the API server was unavailable; tfops tries again"
+        return (
+            "ApplyFailed",
+            f"The API server refused {what} (HTTP {api_error.status}): {detail}; {fix}.",
+            False,
+        )
+    if isinstance(error, ApiException):
+        return (
+            "ApplyFailed",
+            f"The API server answered HTTP {error.status}: {kube.error_message(error)}.",
+            False,
+        )
+    if isinstance(error, OSError | urllib3.exceptions.HTTPError):
+        return "ApplyFailed", f"The API server did not answer: {error}.", False
+    return (
+        "ReconcileFailed",
+        f"tfops could not reconcile this ModelServer: {type(error).__name__}: {error}. "
+        "This is a tfops bug: please report it with the operator's log.",
+        True,
+    )
+
+
 def reconcile(
     body: kopf.Body | dict[str, Any],
     sink: Sink,
@@ -441,98 +565,146 @@ def reconcile(
     indexes: dict[str, Any],
     trigger: str,
 ) -> None:
+    """Converge one ModelServer and report on it. Never raises: whatever goes wrong
+    (a refused spec, a refused apply, a bug) ends in its status, with one Event and
+    a bounded back-off before the next attempt."""
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+    key = (owner.namespace, owner.name)
     generation = int(meta.get("generation", 0))
     started = time.perf_counter()
     with _lock(owner.namespace, owner.name):
         previous = _previous_status(owner, body)
+        backoff = _backoffs.get(key)
+        if (
+            backoff is not None
+            and backoff.generation == generation
+            and time.monotonic() < backoff.retry_at
+        ):
+            metrics.RECONCILES.labels(trigger, "backoff").inc()
+            return
         try:
-            spec = parse_spec(body.get("spec"))
-            plan = make_plan(spec)
-        except SpecInvalid as invalid:
+            result = _reconcile(
+                owner, body, sink, logger, indexes=indexes, previous=previous, generation=generation
+            )
+            _backoffs.pop(key, None)
+        except Exception as error:
+            result = "failed"
+            reason, message, ours = describe_failure(error)
+            attempts = backoff.attempts + 1 if backoff and backoff.generation == generation else 1
+            delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1))
+            failure = Failure(reason, message, delay)
+            _backoffs[key] = Backoff(generation, attempts, time.monotonic() + delay, failure)
+            logger.warning(
+                "Failed to reconcile %s/%s (attempt %d, next in %.0fs): %s",
+                *key,
+                attempts,
+                delay,
+                message,
+                exc_info=ours,
+            )
             status = compute_status(
                 generation=generation,
                 spec=None,
                 plan=None,
-                invalid=invalid,
+                invalid=None,
                 observation=Observation(),
                 previous=previous,
                 now=_now(),
+                failure=failure,
             )
-            _write_status(sink, previous, status, owner=owner, logger=logger)
-            metrics.RECONCILES.labels(trigger, "invalid").inc()
-            return
-        pods = _lookup(indexes, "tfops_pods", (owner.namespace, owner.name))
-        checked = bool(config.current().serving_url_template)
-        # TF Serving is asked before applying only when a version change needs the
-        # answers to pick its step; otherwise after, so an apply never waits on it.
-        live_config = _live_models_config(owner, indexes)
-        staging = checked and _version_change_pending(spec, live_config, previous)
-        model_states = _model_states(spec, pods) if staging else None
-        serving, promotions = _promote(
-            owner=owner,
-            spec=spec,
-            plan=plan,
-            live=live_config,
-            pods=pods,
-            model_states=model_states,
-            previous=previous,
-            generation=generation,
-            sink=sink,
-        )
-        try:
-            live = _converge(
-                owner=owner,
-                spec=spec,
-                plan=plan,
-                serving=serving,
-                indexes=indexes,
-                sink=sink,
-                logger=logger,
-            )
-        except ApiException as error:
-            metrics.RECONCILES.labels(trigger, "error").inc()
-            if kube.is_conflict_or_transient(error):
-                raise kopf.TemporaryError(
-                    f"API error {error.status} ({error.reason}): {kube.error_message(error)}",
-                    delay=5,
-                ) from error
-            raise
-        if model_states is None:
-            model_states = _model_states(spec, pods) if checked else {}
-        fleet = FLEETS.get((owner.namespace, owner.name))
-        observation = Observation(
-            deployment=live.get("Deployment"),
-            pods=pods,
-            model_states=model_states,
-            models_checked=checked,
-            serving=serving,
-            promotions=promotions,
-            leaks=fleet.leaks() if fleet else {},
-            guard_restarts=list(fleet.restarts) if fleet else [],
-            guard_restarts_total=fleet.restarts_total if fleet else 0,
-        )
-        for kill in new_oom_kills(pods, previous):
-            metrics.OOM_KILLS.labels(owner.namespace, owner.name).inc()
-            message = (
-                f"Container of pod {owner.namespace}/{kill.pod} was OOM-killed at "
-                f"{kill.finished_at}"
-            )
-            logger.warning(message)
-            sink.event("Warning", "OOMKilled", message)
+            try:
+                _write_status(sink, previous, status, owner=owner, logger=logger)
+            except (ApiException, OSError, urllib3.exceptions.HTTPError) as write_error:
+                logger.warning("Could not report it in status either: %s", write_error)
+    metrics.RECONCILES.labels(trigger, result).inc()
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+
+def _reconcile(
+    owner: Owner,
+    body: kopf.Body | dict[str, Any],
+    sink: Sink,
+    logger: Any,
+    *,
+    indexes: dict[str, Any],
+    previous: dict[str, Any],
+    generation: int,
+) -> str:
+    try:
+        spec = parse_spec(body.get("spec"))
+        plan = make_plan(spec)
+    except SpecInvalid as invalid:
         status = compute_status(
             generation=generation,
-            spec=spec,
-            plan=plan,
-            invalid=None,
-            observation=observation,
+            spec=None,
+            plan=None,
+            invalid=invalid,
+            observation=Observation(),
             previous=previous,
             now=_now(),
         )
         _write_status(sink, previous, status, owner=owner, logger=logger)
-    metrics.RECONCILES.labels(trigger, "ok").inc()
-    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        return "invalid"
+    pods = _lookup(indexes, "tfops_pods", (owner.namespace, owner.name))
+    checked = bool(config.current().serving_url_template)
+    # TF Serving is asked before applying only when a version change needs the
+    # answers to pick its step; otherwise after, so an apply never waits on it.
+    live_config = _live_models_config(owner, indexes)
+    staging = checked and _version_change_pending(spec, live_config, previous)
+    model_states = _model_states(spec, pods) if staging else None
+    serving, promotions = _promote(
+        owner=owner,
+        spec=spec,
+        plan=plan,
+        live=live_config,
+        pods=pods,
+        model_states=model_states,
+        previous=previous,
+        generation=generation,
+        sink=sink,
+    )
+    live = _converge(
+        owner=owner,
+        spec=spec,
+        plan=plan,
+        serving=serving,
+        indexes=indexes,
+        sink=sink,
+        logger=logger,
+    )
+    if model_states is None:
+        model_states = _model_states(spec, pods) if checked else {}
+    fleet = FLEETS.get((owner.namespace, owner.name))
+    observation = Observation(
+        deployment=live.get("Deployment"),
+        pods=pods,
+        model_states=model_states,
+        models_checked=checked,
+        serving=serving,
+        promotions=promotions,
+        leaks=fleet.leaks() if fleet else {},
+        guard_restarts=list(fleet.restarts) if fleet else [],
+        guard_restarts_total=fleet.restarts_total if fleet else 0,
+    )
+    for kill in new_oom_kills(pods, previous):
+        metrics.OOM_KILLS.labels(owner.namespace, owner.name).inc()
+        message = (
+            f"Container of pod {owner.namespace}/{kill.pod} was OOM-killed at {kill.finished_at}"
+        )
+        logger.warning(message)
+        sink.event("Warning", "OOMKilled", message)
+    status = compute_status(
+        generation=generation,
+        spec=spec,
+        plan=plan,
+        invalid=None,
+        observation=observation,
+        previous=previous,
+        now=_now(),
+    )
+    _write_status(sink, previous, status, owner=owner, logger=logger)
+    return "ok"
 
 
 def _previous_status(owner: Owner, body: kopf.Body | dict[str, Any]) -> dict[str, Any]:
@@ -567,6 +739,8 @@ def _write_status(
         metrics.INVALID_SPECS.inc()
         logger.warning(ready["message"])
         sink.event("Warning", "InvalidSpec", ready["message"])
+    elif ready["reason"] in ("ApplyFailed", "ReconcileFailed"):
+        sink.event("Warning", ready["reason"], ready["message"])
     elif ready["status"] == "True" and (before is None or before["status"] != "True"):
         sink.event("Normal", "Ready", ready["message"])
 
