@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tfops import __version__
 from tfops.config import DEFAULT_SERVING_URL_TEMPLATE
@@ -46,6 +48,12 @@ def _run_operator(args: argparse.Namespace) -> int:
     )
 
 
+def _render(args: argparse.Namespace) -> int:
+    from tfops.commands.render import render_command
+
+    return render_command(args)
+
+
 def _print_crd(_args: argparse.Namespace) -> int:
     from tfops.crd import render_crd, to_yaml
 
@@ -77,13 +85,20 @@ def _dev_cluster(args: argparse.Namespace) -> int:
     return dev_cluster_command(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments give one line on stderr (and exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tfops",
         description="Run TensorFlow Serving safely on Kubernetes.",
     )
     parser.add_argument("--version", action="version", version=f"tfops {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the operator (kopf) against the current kubeconfig")
     run.add_argument(
@@ -156,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     run.set_defaults(handler=_run_operator)
 
+    from tfops.commands import render
+
+    render_parser = commands.add_parser(
+        "render",
+        help="print the objects the operator would apply for a ModelServer (no cluster)",
+        description=render.DESCRIPTION,
+        epilog=render.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    render.add_arguments(render_parser)
+    render_parser.set_defaults(handler=_render)
+
     crd = commands.add_parser("crd", help="print the ModelServer CRD (generated from the code)")
     crd.set_defaults(handler=_print_crd)
 
@@ -210,12 +237,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Whatever happens, the user gets one line on stderr and a
+    documented exit code, never a traceback (TFOPS_DEBUG=1 prints it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return int(args.handler(args))
+    name = f"tfops {args.command}"
+    try:
+        code = int(args.handler(args))
+        sys.stdout.flush()
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as error:  # stdout closed or full, and the like
+        _silence_stdout()
+        print(f"{name}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug: still one line, and how to see more
+        if os.environ.get("TFOPS_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"{name}: unexpected {type(error).__name__}: {error} "
+            "(set TFOPS_DEBUG=1 for details, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed or
+    full stdout does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tfops.model import GROUP, PLURAL, VERSION
+from tfops.model import GROUP, LABEL_PATTERN, MAX_VERSION, NAME_PATTERN, PLURAL, VERSION
 from tfops.promotion import DONE, REFUSED, ROLLED_BACK, Configured, planned_steps, promoted_model
+from tfops.schema import matches
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -44,9 +45,13 @@ EXIT_CODES = f"""exit codes:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("modelserver", help="the ModelServer's name")
-    parser.add_argument("--model", required=True, help="the model to promote")
-    parser.add_argument("--version", required=True, type=int, help="the version to serve")
-    parser.add_argument("--label", help="the label to move to the version, e.g. stable")
+    parser.add_argument("--model", required=True, type=_model_name, help="the model to promote")
+    parser.add_argument(
+        "--version", required=True, type=_version, help="the version to serve (a number >= 0)"
+    )
+    parser.add_argument(
+        "--label", type=_label, help="the label to move to the version, e.g. stable"
+    )
     parser.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig's")
     parser.add_argument(
         "--timeout", default="10m", help="how long to follow the promotion (e.g. 90s, 10m, 1h)"
@@ -77,6 +82,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the change and its steps; change nothing"
     )
+
+
+def _version(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) > MAX_VERSION:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a version number (0 to {MAX_VERSION}, the directory's name)"
+        )
+    return int(text)
+
+
+def _label(text: str) -> str:
+    if not matches(LABEL_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a label (letters, digits and '_')")
+    return text
+
+
+def _model_name(text: str) -> str:
+    if not matches(NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a model name (letters, digits, '_', '.' and '-')"
+        )
+    return text
 
 
 def parse_duration(text: str) -> float:
@@ -131,22 +158,32 @@ def promote_command(args: argparse.Namespace) -> int:
 
 
 def _api(namespace: str | None) -> tuple[Any, str]:
-    from kubernetes import client, config
+    from kubernetes import client
+
+    from tfops import kube
 
     try:
-        config.load_incluster_config()
-        default = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text()
-    except config.ConfigException:
-        try:
-            config.load_kube_config()
-            _, context = config.list_kube_config_contexts()
-        except (config.ConfigException, OSError) as error:
-            raise Failed(EXIT_ERROR, f"no cluster to talk to: {error}") from error
-        default = (context or {}).get("context", {}).get("namespace") or "default"
-    return client.CustomObjectsApi(), namespace or default.strip()
+        api = kube.api_client()
+    except kube.NoCluster as error:
+        raise Failed(EXIT_ERROR, str(error)) from error
+    return client.CustomObjectsApi(api), namespace or kube.default_namespace()
 
 
 def _promote(args: argparse.Namespace, timeout: float) -> int:
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return _promote_on(args, timeout)
+    except (OSError, urllib3.exceptions.HTTPError) as error:
+        raise Failed(EXIT_ERROR, f"the cluster did not answer: {error}") from error
+    except ApiException as error:
+        raise Failed(
+            EXIT_ERROR, f"the cluster answered HTTP {error.status}: {_reason(error)}"
+        ) from error
+
+
+def _promote_on(args: argparse.Namespace, timeout: float) -> int:
     from kubernetes.client.exceptions import ApiException
 
     custom, namespace = _api(args.namespace)
@@ -160,8 +197,6 @@ def _promote(args: argparse.Namespace, timeout: float) -> int:
                 EXIT_USAGE, f"no ModelServer {args.modelserver!r} in namespace {namespace!r}"
             ) from error
         raise Failed(EXIT_ERROR, f"reading the ModelServer: {error.reason}") from error
-    except OSError as error:
-        raise Failed(EXIT_ERROR, f"the cluster did not answer: {error}") from error
     models = body.get("spec", {}).get("models") or []
     index = next((i for i, m in enumerate(models) if m.get("name") == args.model), None)
     if index is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -34,6 +35,8 @@ def read_trace(handle: TextIO, name: str = "trace") -> list[Sample]:
             seconds, working_set, limit = (float(value) for value in row)
         except ValueError as error:
             raise TraceError(f"{name}:{line}: expected three numbers, got {row}") from error
+        if not all(math.isfinite(v) for v in (seconds, working_set, limit)):
+            raise TraceError(f"{name}:{line}: NaN and infinity are not measurements: {row}")
         if samples and seconds <= samples[-1].seconds:
             raise TraceError(
                 f"{name}:{line}: timestamps must increase ({seconds} after {samples[-1].seconds})"
@@ -143,8 +146,15 @@ def guard_replay_command(args: argparse.Namespace) -> int:
         if str(args.trace) == "-":
             samples = read_trace(sys.stdin, "stdin")
         else:
-            with args.trace.open() as handle:
+            # utf-8-sig: a byte-order mark (spreadsheets write one) is not data.
+            with args.trace.open(encoding="utf-8-sig", newline="") as handle:
                 samples = read_trace(handle, str(args.trace))
+    except UnicodeDecodeError:
+        print(f"tfops guard replay: {args.trace} is not a UTF-8 CSV file", file=sys.stderr)
+        return 2
+    except csv.Error as error:
+        print(f"tfops guard replay: {args.trace}: not a CSV file ({error})", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"tfops guard replay: cannot read {args.trace}: {error.strerror}", file=sys.stderr)
         return 2
