@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import kopf
 
 from tfops import config, metrics
+from tfops.health import ApiHealth
 from tfops.model import GROUP
 
 
@@ -60,6 +63,32 @@ class LeaderElection:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
+API_CHECK_SECONDS = 10.0
+
+
+def watch_api(api: Any, health: ApiHealth, period: float = API_CHECK_SECONDS) -> None:
+    """Ask the API server for its version every period, sooner (1 s, doubling)
+    while it does not answer; /readyz reports the outcome."""
+    from tfops import kube
+
+    log = logging.getLogger("tfops.health")
+    delay = period
+    while True:
+        time.sleep(delay)
+        try:
+            kube.check_reachable(api, timeout=5.0)
+        except kube.NoCluster as error:
+            if delay == period:
+                log.warning("Lost the API server, retrying: %s", error)
+            health.failed(time.monotonic(), str(error))
+            delay = 1.0 if delay == period else min(period, delay * 2)
+            continue
+        if delay != period:
+            log.info("Reached the API server again")
+        health.succeeded()
+        delay = period
+
+
 def run_operator(
     operator_config: config.OperatorConfig,
     *,
@@ -83,8 +112,13 @@ def run_operator(
         print(f"tfops run: {error}", file=sys.stderr)
         return 1
     logging.getLogger("tfops").info("Reached the API server (Kubernetes %s)", version)
+    health = ApiHealth()
+    health.succeeded()
+    threading.Thread(
+        target=watch_api, args=(kube.api_client(), health), name="api-health", daemon=True
+    ).start()
     # Served from the start, standbys included: the probes and the leader gauge.
-    metrics.serve(operator_config.metrics_host, operator_config.metrics_port)
+    metrics.serve(operator_config.metrics_host, operator_config.metrics_port, health)
     metrics.LEADER.set(0)
     if leader_election is not None:
         from tfops.leader import LeaderElector

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
+from tfops.health import ApiHealth
 from tfops.memory.detector import Verdict
 
 RECONCILES = Counter(
@@ -85,6 +92,37 @@ def forget_pod(namespace: str, pod: str) -> None:
             gauge.remove(namespace, pod)
 
 
-def serve(host: str, port: int) -> None:
-    if port:
-        start_http_server(port, addr=host)
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes every few seconds would flood the operator's log."""
+
+
+def app(health: ApiHealth) -> Callable[..., Iterable[bytes]]:
+    """/metrics (and any other path, as prometheus_client serves), /livez: the
+    process answers, /readyz: it can reach the API server (503 with why not)."""
+    metrics_app = make_wsgi_app()
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/livez":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            readiness = health.readiness(time.monotonic())
+            status = "200 OK" if readiness.ready else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain")])
+            return [f"{readiness.reason}\n".encode()]
+        return metrics_app(environ, start_response)
+
+    return serve
+
+
+def serve(host: str, port: int, health: ApiHealth) -> None:
+    if not port:
+        return
+    server = make_server(host, port, app(health), _Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

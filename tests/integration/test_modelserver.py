@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,15 @@ def test_turning_autoscaling_off_removes_the_hpa_and_keeps_the_replicas(
         what="the Deployment to take spec.replicas again",
     )
     servers.wait_condition("search", "Ready", "True", timeout=120)
+
+
+def test_the_operator_is_ready_while_the_api_server_answers(operator: OperatorProcess) -> None:
+    base = operator.metrics_url.removesuffix("/metrics")
+    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+        assert response.status == 200
+        assert response.read().decode().strip() == "the API server answers"
+    with urllib.request.urlopen(f"{base}/livez", timeout=5) as response:
+        assert response.status == 200
 
 
 def test_an_unchanged_modelserver_causes_no_writes(
