@@ -2,7 +2,7 @@
 # Builds the local Kubernetes control plane from Go modules into a cache outside
 # the clone, keyed by the pinned versions, and reuses whatever is already there.
 # Our machines reach no container registry or release download, so every binary
-# comes from the Go module proxy (../shared/reference/local-control-plane.md).
+# comes from the Go module proxy (docs/local-control-plane.md).
 # Prints the cache directory on stdout; progress goes to stderr.
 set -euo pipefail
 

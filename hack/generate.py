@@ -1,6 +1,7 @@
 """Everything generated from a single source, written (`make crds`) or checked
 (`--check`, which the tests run): the CRD and its copy in the Helm chart, the
-chart's copy of the alert rules, the Argo CD ConfigMap patch around health.lua."""
+chart's copy of the alert rules, the Argo CD ConfigMap patch around health.lua, and
+the API reference docs/api.md."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from tfops.apidoc import render_api_doc
 from tfops.crd import render_chart_crd, render_crd, to_yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ def outputs() -> dict[Path, str]:
             REPO / "monitoring" / "alerts.yaml"
         ).read_text(),
         REPO / "deploy" / "argocd" / "argocd-cm-patch.yaml": _argocd_patch(),
+        REPO / "docs" / "api.md": render_api_doc(render_crd()),
     }
 
 

@@ -318,3 +318,28 @@ def test_argocd_health_follows_the_conditions(obj: dict, expected: str) -> None:
     health = _argo_health(obj)
     assert health["status"] == expected
     assert health["message"]
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"`[^`]*`", "", page.read_text())  # code is not a link
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert broken == []
+
+
+def test_nothing_refers_to_documents_outside_the_repository() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    outside = [
+        path
+        for path in tracked
+        if (REPO / path).is_file()
+        and path != "tests/unit/test_shipping.py"
+        and "../shared" in (REPO / path).read_text(errors="replace")
+    ]
+    assert outside == []
