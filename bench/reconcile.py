@@ -30,9 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.integration.fleet import CRD_FILE, OperatorProcess, audit_writes  # noqa: E402
 
-from tfops import kube  # noqa: E402
-from tfops.devcluster import LocalCluster  # noqa: E402
-from tfops.devcluster.cli import find_control_plane  # noqa: E402
+from tfops.clients import kube  # noqa: E402
+from tfops.devcluster import LocalCluster, find_control_plane  # noqa: E402
 from tfops.model import GROUP, PLURAL, VERSION, parse_spec  # noqa: E402
 from tfops.plan import make_plan  # noqa: E402
 from tfops.render import Owner, render_all  # noqa: E402

@@ -21,8 +21,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the demo borrows the test harness's stand-in
 
-from tfops.devcluster import ClusterError, LocalCluster  # noqa: E402
-from tfops.devcluster.cli import find_control_plane  # noqa: E402
+from tfops.devcluster import (  # noqa: E402
+    ClusterError,
+    LocalCluster,
+    find_control_plane,
+)
 
 NAMESPACE = "tfops-demo"
 

@@ -27,15 +27,3 @@ class OperatorConfig:
     # also gives a pod's past at once).
     memory_source: str = "metrics-server"
     prometheus_url: str = ""
-
-
-_current = OperatorConfig()
-
-
-def current() -> OperatorConfig:
-    return _current
-
-
-def configure(config: OperatorConfig) -> None:
-    global _current  # noqa: PLW0603 - set once, before kopf starts
-    _current = config

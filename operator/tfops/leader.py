@@ -24,11 +24,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tfops.timefmt import micro_time
+
 logger = logging.getLogger("tfops.leader")
-
-
-def _micro_time(now: datetime.datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -67,10 +65,8 @@ class LeaderElector:
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self.lease_seconds,
-            "acquireTime": _micro_time(now)
-            if taking_over
-            else _micro_time(spec.acquire_time or now),  # type: ignore[union-attr]
-            "renewTime": _micro_time(now),
+            "acquireTime": micro_time(now) if taking_over else micro_time(spec.acquire_time or now),  # type: ignore[union-attr]
+            "renewTime": micro_time(now),
             "leaseTransitions": transitions + 1
             if taking_over and spec is not None
             else transitions,

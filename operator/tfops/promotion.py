@@ -27,12 +27,12 @@ live ConfigMap, so an operator restart picks a transition up where it was.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
 from tfops.model import ModelSpec
-from tfops.tfserving import VersionStatus
+from tfops.model_status import VersionStatus
+from tfops.timefmt import epoch, iso
 
 LOADING = "Loading"
 DRAINING = "Draining"
@@ -125,14 +125,6 @@ class Step:
     failure: str | None = None  # why the model was rolled back or refused
 
 
-def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def step(
     model: ModelSpec,
     live: Configured | None,
@@ -178,7 +170,7 @@ def step(
         "model": model.name,
         "from": base.to_json(),
         "to": desired.to_json(),
-        "startedAt": _iso(now),
+        "startedAt": iso(now),
         "generation": generation,
     }
     if memory_error:
@@ -210,7 +202,7 @@ def _advance(
         return _roll_back(name, base, record, f"version {version} failed to load: {error}")
     # No ready pod reports anything: nothing is served to protect, and pods that
     # start now load old and new from the config as written; wait for them.
-    if waiting and seen.pods and now - _epoch(record["startedAt"]) > settings.timeout_seconds:
+    if waiting and seen.pods and now - epoch(record["startedAt"]) > settings.timeout_seconds:
         return _roll_back(
             name,
             base,
@@ -239,10 +231,10 @@ def _advance(
             )
         return Step(write, record, event)
 
-    settled = record.get("settledAt") or _iso(now)
+    settled = record.get("settledAt") or iso(now)
     record = record | {"settledAt": settled}
     retiring = set(base.versions or ()) - set(desired.versions or ()) - set(new_labels.values())
-    if desired.versions is not None and retiring and now - _epoch(settled) < settings.grace_seconds:
+    if desired.versions is not None and retiring and now - epoch(settled) < settings.grace_seconds:
         record["step"] = DRAINING
         write = Configured(_union(desired, base, new_labels), desired.labels)
         event = None

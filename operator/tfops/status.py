@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
 from tfops.conditions import Condition, merge_conditions
 from tfops.memory.detector import Verdict
-from tfops.memory.guard import describe_leak
+from tfops.memory.watch import describe_leak
 from tfops.model import MemoryGuard, ModelServerSpec, ModelSpec
+from tfops.model_status import VersionStatus
 from tfops.plan import Plan
 from tfops.promotion import IN_FLIGHT, REFUSED, ROLLED_BACK, Configured
 from tfops.quantity import format_bytes, format_cpu
 from tfops.render.common import CONTAINER_NAME
 from tfops.schema import SpecInvalid
-from tfops.tfserving import VersionStatus
+from tfops.timefmt import epoch
 
 # How many counted OOM kills we remember, to count each one once.
 OOM_MEMORY = 20
@@ -25,11 +25,9 @@ OOM_DEGRADED_SECONDS = 900
 
 def _seconds_between(earlier: str, later: str) -> float:
     try:
-        start = datetime.datetime.fromisoformat(earlier.replace("Z", "+00:00"))
-        end = datetime.datetime.fromisoformat(later.replace("Z", "+00:00"))
+        return epoch(later) - epoch(earlier)
     except ValueError:
         return 0.0
-    return (end - start).total_seconds()
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from tests.integration.fleet import (
 from tests.integration.guard_scenarios import GuardScenarios
 from tests.standin.server import TFServingStandIn
 from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster
-from tfops.devcluster.cli import find_control_plane
+from tfops.devcluster import LocalCluster, find_control_plane
 
 GUARD_TESTS = Path(__file__).parent / "test_memory_guard.py"
 

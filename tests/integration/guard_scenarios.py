@@ -43,7 +43,7 @@ from tests.integration.prometheus import Prometheus
 from tests.support import wait_for
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster
-from tfops.memory.guard import checkpoint_name
+from tfops.memory.watch import checkpoint_name
 
 LEAKING = 'Quantity("100Mi") + Quantity("1Mi") * pod.SinceSecond()'
 SAWTOOTH = 'Quantity("300Mi") + Quantity("100Mi") * (double(int(pod.SinceSecond()) % 60) / 60.0)'

@@ -32,8 +32,7 @@ from tests.integration.fleet import (
 )
 from tests.support import wait_for
 from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster
-from tfops.devcluster.cli import find_control_plane
+from tfops.devcluster import LocalCluster, find_control_plane
 
 RELEASE, SYSTEM, TEAM, OUTSIDE = "tfops", "tfops-system", "team-a", "outside"
 ACCOUNT = f"system:serviceaccount:{SYSTEM}:{RELEASE}"

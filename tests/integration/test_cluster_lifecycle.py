@@ -14,8 +14,7 @@ import psutil
 import pytest
 
 from tests.support import wait_for
-from tfops.devcluster import LocalCluster
-from tfops.devcluster.cli import find_control_plane
+from tfops.devcluster import LocalCluster, find_control_plane
 
 
 def _start_dev_cluster(workdir: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:

@@ -34,8 +34,7 @@ from tests.integration.fleet import (
 from tests.standin.server import TFServingStandIn
 from tests.support import wait_for
 from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster
-from tfops.devcluster.cli import find_control_plane
+from tfops.devcluster import LocalCluster, find_control_plane
 from tfops.promotion import Configured
 from tfops.render.configmap import parse_models_config
 

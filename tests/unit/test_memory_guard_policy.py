@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfops.memory.guard import restart_decision
+from tfops.memory.policy import restart_decision
 from tfops.model import MemoryGuard
 
 NOW = 100_000.0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from tfops.memory.detector import DetectorSettings, History
-from tfops.memory.guard import PodWatch, checkpoint_pod, restart_decision, restore_pod
-from tfops.memory.policy import LeakTracker, PolicySettings
+from tfops.memory.policy import LeakTracker, PolicySettings, restart_decision
+from tfops.memory.watch import PodWatch, checkpoint_pod, restore_pod
 from tfops.model import MemoryGuard
 
 MIB = 2**20
@@ -134,7 +134,7 @@ def test_only_the_cap_and_the_back_off_count_as_held() -> None:
 
 
 def test_prometheus_selectors_quote_names_as_promql_strings() -> None:
-    from tfops.memory.sources import _selector
+    from tfops.clients.memory_sources import _selector
 
     assert _selector("ml", '"search-abc-x"') == (
         '{namespace="ml",pod="search-abc-x",container="tensorflow-serving"}'

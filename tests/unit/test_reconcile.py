@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from tfops.handlers.modelserver import ApplyFailed, apply_phases, describe_failure
+from tfops.reconcile import ApplyFailed, apply_phases, describe_failure
 
 
 def _item(kind: str, current: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None, None]:

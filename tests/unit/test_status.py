@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tfops.model import parse_spec
+from tfops.model_status import VersionStatus
 from tfops.plan import make_plan
 from tfops.schema import SpecError, SpecInvalid
 from tfops.status import Observation, compute_status, status_patch
-from tfops.tfserving import VersionStatus
 
 SPEC = parse_spec(
     {

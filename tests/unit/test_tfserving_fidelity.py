@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from tests.standin.tfserving import AVAILABLE, END, DirectoryLoader, ModelStore, Options, Process
 from tfops import promotion
 from tfops.model import ModelServerSpec, parse_spec
+from tfops.model_status import VersionStatus
 from tfops.plan import Plan, make_plan
 from tfops.promotion import Configured
 from tfops.render import Owner, render_all
 from tfops.render.configmap import MODELS_FILE, parse_models_config, render_models_config
-from tfops.tfserving import VersionStatus
 
 
 def _rendered(spec: ModelServerSpec) -> tuple[list[str], str]:

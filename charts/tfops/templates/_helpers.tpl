@@ -38,7 +38,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/*
 The rules the operator needs in every namespace it watches: exactly the verbs
-tfops uses (operator/tfops/kube.py, kopf's watches and status writes).
+tfops uses (operator/tfops/clients/kube.py, kopf's watches and status writes).
 */}}
 {{- define "tfops.watchRules" -}}
 - apiGroups: ["serving.tfops.dev"]

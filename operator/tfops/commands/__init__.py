@@ -1,2 +1,3 @@
-"""One module per `tfops` command: each parses nothing itself (cli.py does), talks
-to the outside only through tfops.clients, and returns an exit code."""
+"""The `tfops` commands, one module each. Each has `register(commands)`, which adds
+its parser with a `handler(args) -> exit code`, and imports what is heavy (kopf,
+the Kubernetes client, TensorFlow) only when it runs."""

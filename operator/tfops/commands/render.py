@@ -107,3 +107,15 @@ def render_command(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("".join(f"---\n{to_yaml(obj)}" for obj in objects))
     return EXIT_OK
+
+
+def register(commands: Any) -> None:
+    render_parser = commands.add_parser(
+        "render",
+        help="print the objects the operator would apply for a ModelServer (no cluster)",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(render_parser)
+    render_parser.set_defaults(handler=render_command)

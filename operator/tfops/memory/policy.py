@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tfops.memory.detector import Verdict
+from tfops.model import MemoryGuard
+
+# After a leak restart, the next waits this long (doubling per restart in the hour).
+BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,51 @@ class LeakTracker:
             and verdict.seconds_to_limit <= self.settings.restart_before_seconds
         )
         return soon or verdict.usage_fraction >= self.settings.restart_at_fraction
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str | None  # "evict", "rollout" or None
+    reason: str
+    # Held back by the hourly cap or the back-off (worth telling users), not by a
+    # passing state such as a pod still starting.
+    held: bool = False
+
+
+def restart_decision(
+    *,
+    guard: MemoryGuard,
+    pod: str,
+    pod_ready: bool,
+    now: float,
+    restarts: list[float],
+    desired: int,
+    ready_pods: set[str],
+) -> Decision:
+    """Whether and how to restart a pod the policy found leaking."""
+    if guard.mode != "Restart":
+        return Decision(None, "mode is Alert")
+    recent = sorted(t for t in restarts if now - t < 3600)
+    if len(recent) >= guard.max_restarts_per_hour:
+        return Decision(
+            None,
+            f"{len(recent)} leak restarts in the last hour already "
+            f"(maxRestartsPerHour {guard.max_restarts_per_hour})",
+            held=True,
+        )
+    if recent:
+        backoff = BACKOFF_SECONDS * 2 ** (len(recent) - 1)
+        if now - recent[-1] < backoff:
+            return Decision(
+                None, f"backing off for {backoff:.0f}s after the last restart", held=True
+            )
+    if not pod_ready:
+        return Decision(None, "the pod is not ready (still starting)")
+    others = ready_pods - {pod}
+    if desired >= 2:
+        if len(others) < desired - 1:
+            return Decision(None, "waiting until the rest of the fleet is ready")
+        # The PodDisruptionBudget (maxUnavailable 1) guards the eviction too.
+        return Decision("evict", "the rest of the fleet keeps serving")
+    # A single replica: bring a replacement up first (maxSurge 1, maxUnavailable 0).
+    return Decision("rollout", "a replacement starts before the leaking pod goes")

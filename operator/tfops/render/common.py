@@ -55,18 +55,3 @@ def metadata(owner: Owner, name: str) -> dict[str, Any]:
         "labels": labels(owner),
         "ownerReferences": [owner.reference()],
     }
-
-
-def config_map_name(owner_name: str) -> str:
-    return f"{owner_name}-config"
-
-
-def owned_object_names(owner_name: str) -> dict[str, str]:
-    """Kind -> name of every object a ModelServer may own."""
-    return {
-        "ConfigMap": config_map_name(owner_name),
-        "Deployment": owner_name,
-        "Service": owner_name,
-        "PodDisruptionBudget": owner_name,
-        "HorizontalPodAutoscaler": owner_name,
-    }

@@ -10,9 +10,10 @@ from typing import Any
 from google.protobuf import text_format
 
 from tfops.model import ModelServerSpec
+from tfops.owned import config_map_name
 from tfops.plan import Plan
 from tfops.promotion import Configured
-from tfops.render.common import Owner, config_map_name, metadata
+from tfops.render.common import Owner, metadata
 from tfops.render.protos import (
     BatchingParameters,
     ModelServerConfig,

@@ -12,6 +12,7 @@ from tfops.plan import (
     STARTUP_PROBE_PERIOD_SECONDS,
     Plan,
 )
+from tfops.owned import config_map_name
 from tfops.quantity import format_bytes, format_cpu
 from tfops.render.common import (
     CONFIG_DIR,
@@ -20,7 +21,6 @@ from tfops.render.common import (
     GRPC_PORT,
     REST_PORT,
     Owner,
-    config_map_name,
     labels,
     metadata,
     selector_labels,

@@ -1,4 +1,6 @@
-"""The memory guard's state per fleet and its decisions. Pure: no API calls here."""
+"""What the memory guard knows of each pod and fleet (histories, verdicts, restarts),
+how it is saved in a checkpoint and restored, and how a leak is described. Pure:
+no API calls here (the loop is tfops.guard_loop)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from tfops.memory.policy import LeakTracker, PolicySettings
 from tfops.model import MemoryGuard
 from tfops.render.common import MANAGED_BY, Owner
 
-BACKOFF_SECONDS = 300.0
 OOM_SLOPES_KEPT = 5
 
 
@@ -98,54 +99,6 @@ class FleetWatch:
             for name, w in self.pods.items()
             if w.verdict is not None and w.verdict.leaking
         }
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str | None  # "evict", "rollout" or None
-    reason: str
-    # Held back by the hourly cap or the back-off (worth telling users), not by a
-    # passing state such as a pod still starting.
-    held: bool = False
-
-
-def restart_decision(
-    *,
-    guard: MemoryGuard,
-    pod: str,
-    pod_ready: bool,
-    now: float,
-    restarts: list[float],
-    desired: int,
-    ready_pods: set[str],
-) -> Decision:
-    """Whether and how to restart a pod the policy found leaking."""
-    if guard.mode != "Restart":
-        return Decision(None, "mode is Alert")
-    recent = sorted(t for t in restarts if now - t < 3600)
-    if len(recent) >= guard.max_restarts_per_hour:
-        return Decision(
-            None,
-            f"{len(recent)} leak restarts in the last hour already "
-            f"(maxRestartsPerHour {guard.max_restarts_per_hour})",
-            held=True,
-        )
-    if recent:
-        backoff = BACKOFF_SECONDS * 2 ** (len(recent) - 1)
-        if now - recent[-1] < backoff:
-            return Decision(
-                None, f"backing off for {backoff:.0f}s after the last restart", held=True
-            )
-    if not pod_ready:
-        return Decision(None, "the pod is not ready (still starting)")
-    others = ready_pods - {pod}
-    if desired >= 2:
-        if len(others) < desired - 1:
-            return Decision(None, "waiting until the rest of the fleet is ready")
-        # The PodDisruptionBudget (maxUnavailable 1) guards the eviction too.
-        return Decision("evict", "the rest of the fleet keeps serving")
-    # A single replica: bring a replacement up first (maxSurge 1, maxUnavailable 0).
-    return Decision("rollout", "a replacement starts before the leaking pod goes")
 
 
 def restart_record(pod: str, verdict: Verdict, action: str, when: str) -> dict[str, Any]:
@@ -260,8 +213,3 @@ def checkpoint_config_map(owner: Owner, fleet: FleetWatch) -> dict[str, Any]:
         },
         "data": {pod: checkpoint_pod(watch) for pod, watch in sorted(fleet.pods.items())},
     }
-
-
-# What the guard knows of each ModelServer, by (namespace, name): read by the
-# status computation, written by the guard loop.
-FLEETS: dict[tuple[str, str], FleetWatch] = {}

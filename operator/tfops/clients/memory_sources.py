@@ -11,7 +11,6 @@ care: both sources give (reading time, working set) per pod.
 
 from __future__ import annotations
 
-import datetime
 import json
 import urllib.error
 import urllib.parse
@@ -19,9 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tfops import kube
+from tfops.clients import kube
 from tfops.quantity import parse_bytes
 from tfops.render.common import CONTAINER_NAME, OWNER_LABEL
+from tfops.timefmt import epoch
 
 METRIC = "container_memory_working_set_bytes"
 # Prometheus answers at most 11,000 points per series in a range query.
@@ -47,10 +47,6 @@ class Source(Protocol):
     ) -> list[Reading]: ...
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 class MetricsServerSource:
     """metrics.k8s.io PodMetrics: no history."""
 
@@ -64,7 +60,7 @@ class MetricsServerSource:
                 if container.get("name") == CONTAINER_NAME:
                     stamp = item["timestamp"]
                     found[item["metadata"]["name"]] = Reading(
-                        stamp, _epoch(stamp), float(parse_bytes(container["usage"]["memory"]))
+                        stamp, epoch(stamp), float(parse_bytes(container["usage"]["memory"]))
                     )
         return found
 

@@ -1,51 +1,40 @@
-"""The memory guard's loop: sample every serving pod's working set from
-metrics.k8s.io, judge it, and restart leaking pods on our schedule (the thin edge
-around tfops.memory)."""
+"""The memory guard's loop: sample every serving pod's working set, judge it, and
+restart leaking pods on our schedule (the edge around tfops.memory)."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
 import time
 from typing import Any
 
-import kopf
 from kubernetes.client.exceptions import ApiException
 
-from tfops import config, kube, metrics
-from tfops.handlers import modelserver
+from tfops import metrics, reconcile
+from tfops.clients import kube
+from tfops.clients.memory_sources import MetricsServerSource, PrometheusSource, Source, SourceError
 from tfops.memory.detector import History
-from tfops.memory.guard import (
-    FLEETS,
+from tfops.memory.policy import LeakTracker, restart_decision
+from tfops.memory.watch import (
     FleetWatch,
     PodWatch,
     checkpoint_config_map,
     checkpoint_name,
     describe_leak,
-    restart_decision,
     restart_record,
     restore_pod,
     settings_for,
 )
-from tfops.memory.policy import LeakTracker
-from tfops.memory.sources import MetricsServerSource, PrometheusSource, Source, SourceError
 from tfops.model import MemoryGuard, parse_spec
 from tfops.quantity import parse_bytes
 from tfops.render.common import CONTAINER_NAME, Owner
 from tfops.schema import SpecInvalid
+from tfops.state import OperatorState
 from tfops.status import pod_ready
+from tfops.timefmt import epoch, now_iso
 
 TICK_SECONDS = 5.0
 logger = logging.getLogger("tfops.memory")
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _limit(pod: dict[str, Any]) -> float | None:
@@ -68,20 +57,20 @@ def _container_state(pod: dict[str, Any]) -> tuple[int, bool, float | None]:
         return (
             int(status.get("restartCount", 0)),
             terminated.get("reason") == "OOMKilled",
-            _epoch(started) if started else None,
+            epoch(started) if started else None,
         )
     return 0, False, None
 
 
-def make_source() -> Source:
-    settings = config.current()
-    if settings.memory_source == "prometheus":
-        return PrometheusSource(settings.prometheus_url)
-    return MetricsServerSource(modelserver.api())
+def make_source(state: OperatorState) -> Source:
+    if state.config.memory_source == "prometheus":
+        return PrometheusSource(state.config.prometheus_url)
+    return MetricsServerSource(state.api())
 
 
 class MemoryGuardLoop:
-    def __init__(self, indexes: dict[str, Any], source: Source) -> None:
+    def __init__(self, state: OperatorState, indexes: reconcile.Indexes, source: Source) -> None:
+        self.state = state
         self.indexes = indexes
         self.source = source
         self.stopped = threading.Event()
@@ -95,11 +84,7 @@ class MemoryGuardLoop:
                 logger.exception("Failed a memory-guard round")
 
     def tick(self, now: float) -> None:
-        bodies = [
-            b
-            for key in list(self.indexes["tfops_modelservers"])
-            for b in list(self.indexes["tfops_modelservers"].get(key) or [])
-        ]
+        bodies = reconcile.snapshot(self.indexes, reconcile.MODELSERVER_INDEX)
         seen = set()
         for body in bodies:
             meta = body["metadata"]
@@ -109,12 +94,12 @@ class MemoryGuardLoop:
                 guard = parse_spec(body.get("spec")).memory_guard or MemoryGuard()
             except SpecInvalid:
                 continue
-            fleet = FLEETS.get(key)
+            fleet = self.state.fleets.get(key)
             if fleet is None:
                 # Restarts survive an operator restart in status: the hourly budget
                 # and the back-off hold across it.
                 known = (body.get("status") or {}).get("memoryGuard") or {}
-                fleet = FLEETS[key] = FleetWatch(
+                fleet = self.state.fleets[key] = FleetWatch(
                     restarts=list(known.get("restarts") or []),
                     restarts_total=int(known.get("restartsTotal", 0)),
                     last_checkpoint=now,
@@ -129,13 +114,13 @@ class MemoryGuardLoop:
                 logger.warning("Could not sample %s/%s: %s", *key, kube.error_message(error))
             except SourceError as error:
                 logger.warning("Could not sample %s/%s: %s", *key, error)
-        for gone in set(FLEETS) - seen:
-            FLEETS.pop(gone, None)
+        for gone in set(self.state.fleets) - seen:
+            self.state.fleets.pop(gone, None)
 
     def saved_histories(self, namespace: str, name: str) -> dict[str, str]:
         """Pod histories a previous operator process saved (read once per fleet)."""
         try:
-            saved = kube.read(modelserver.api(), "ConfigMap", namespace, checkpoint_name(name))
+            saved = kube.read(self.state.api(), "ConfigMap", namespace, checkpoint_name(name))
         except ApiException as error:
             logger.warning(
                 "Could not read the saved memory histories of %s/%s: %s",
@@ -147,13 +132,13 @@ class MemoryGuardLoop:
         return dict((saved or {}).get("data") or {})
 
     def checkpoint(self, body: dict[str, Any], fleet: FleetWatch, now: float) -> None:
-        period = config.current().guard_checkpoint_seconds
+        period = self.state.config.guard_checkpoint_seconds
         if not fleet.pods or now - fleet.last_checkpoint < period:
             return
         meta = body["metadata"]
         owner = Owner(meta["name"], meta["namespace"], meta["uid"])
         try:
-            kube.apply(modelserver.api(), checkpoint_config_map(owner, fleet))
+            kube.apply(self.state.api(), checkpoint_config_map(owner, fleet))
         except ApiException as error:
             logger.warning(
                 "Could not save the memory histories of %s/%s: %s",
@@ -231,9 +216,9 @@ class MemoryGuardLoop:
     ) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        api = modelserver.api()
+        api = self.state.api()
         pods = {
-            p["metadata"]["name"]: p for p in modelserver.owned_pods(self.indexes, namespace, name)
+            p["metadata"]["name"]: p for p in reconcile.owned_pods(self.indexes, namespace, name)
         }
         readings = self.source.readings(namespace, name)
         for pod_name in set(fleet.pods) - set(pods):
@@ -281,14 +266,14 @@ class MemoryGuardLoop:
         namespace, name = meta["namespace"], meta["name"]
         verdict = fleet.pods[pod_name].verdict
         assert verdict is not None
-        deployment = modelserver.owned_deployment(self.indexes, namespace, name) or {}
+        deployment = reconcile.owned_deployment(self.indexes, namespace, name) or {}
         desired = int(deployment.get("spec", {}).get("replicas", 1))
         decision = restart_decision(
             guard=guard,
             pod=pod_name,
             pod_ready=pod_ready(pods[pod_name]),
             now=now,
-            restarts=[_epoch(r["time"]) for r in fleet.restarts],
+            restarts=[epoch(r["time"]) for r in fleet.restarts],
             desired=desired,
             ready_pods={p for p, body in pods.items() if pod_ready(body)},
         )
@@ -297,15 +282,15 @@ class MemoryGuardLoop:
             if decision.held and fleet.held.get(pod_name) != decision.reason:
                 fleet.held[pod_name] = decision.reason
                 kube.post_event(
-                    modelserver.api(),
+                    self.state.api(),
                     body,
                     kind="Warning",
                     reason="LeakRestartHeld",
                     message=f"Not restarting leaking pod {pod_name}: {decision.reason}",
                 )
             return
-        api = modelserver.api()
-        when = _now_iso()
+        api = self.state.api()
+        when = now_iso()
         if decision.action == "evict":
             if not kube.evict(api, namespace, pod_name):
                 logger.info("The PodDisruptionBudget holds %s/%s for now", namespace, pod_name)
@@ -324,7 +309,7 @@ class MemoryGuardLoop:
         )
         logger.warning(message)
         kube.post_event(api, body, kind="Warning", reason="LeakRestart", message=message)
-        modelserver.refresh_status(body, self.indexes)
+        reconcile.refresh_status(self.state, body, self.indexes)
 
     def start(self) -> None:
         self.thread.start()
@@ -333,18 +318,8 @@ class MemoryGuardLoop:
         self.stopped.set()
 
 
-_loop: MemoryGuardLoop | None = None
-
-
-@kopf.on.startup()
-def start_memory_guard(**kwargs: Any) -> None:
-    global _loop  # noqa: PLW0603 - one loop per process
-    _loop = MemoryGuardLoop(kwargs, make_source())
-    _loop.start()
+def start(state: OperatorState, indexes: reconcile.Indexes) -> MemoryGuardLoop:
+    loop = MemoryGuardLoop(state, indexes, make_source(state))
+    loop.start()
     logger.info("Started the memory guard (every %ss)", TICK_SECONDS)
-
-
-@kopf.on.cleanup()
-def stop_memory_guard(**_: Any) -> None:
-    if _loop is not None:
-        _loop.stop()
+    return loop

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -14,17 +13,10 @@ from kubernetes.client.exceptions import ApiException
 
 from tfops import __version__
 from tfops.model import GROUP, KIND, PLURAL, VERSION
+from tfops.owned import BY_KIND
+from tfops.timefmt import now_iso
 
 FIELD_MANAGER = "tfops"
-
-# (group/version, plural) of every kind tfops owns.
-_RESOURCES: dict[str, tuple[str, str]] = {
-    "ConfigMap": ("v1", "configmaps"),
-    "Service": ("v1", "services"),
-    "Deployment": ("apps/v1", "deployments"),
-    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
-    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
-}
 
 
 class NoCluster(RuntimeError):
@@ -102,9 +94,9 @@ def _reason(error: BaseException) -> str:
 
 
 def _path(kind: str, namespace: str, name: str | None = None) -> str:
-    group_version, plural = _RESOURCES[kind]
-    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    owned = BY_KIND[kind]
+    prefix = "/api/v1" if owned.api_version == "v1" else f"/apis/{owned.api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{owned.plural}"
     return f"{path}/{name}" if name else path
 
 
@@ -186,7 +178,7 @@ def post_event(
 ) -> None:
     """An Event on the ModelServer, as `kubectl describe ms` shows them."""
     meta = body["metadata"]
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now_iso()
     _call(
         api,
         "POST",
@@ -279,3 +271,34 @@ def error_message(error: ApiException) -> str:
 
 def is_conflict_or_transient(error: ApiException) -> bool:
     return error.status in (409, 429, 500, 502, 503, 504)
+
+
+class Writer:
+    """A reconcile's object writes, to the API server (tfops.reconcile.Writer)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return apply(self.api, obj)
+
+    def hand_over(self, obj: dict[str, Any], manager: str) -> None:
+        hand_over_field(self.api, obj, manager)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        return delete(self.api, kind, namespace, name)
+
+
+class ApiSink:
+    """A reconcile's Events and status changes, written through the API directly
+    (outside kopf's handlers: the resync loop, the memory guard)."""
+
+    def __init__(self, api: client.ApiClient, body: dict[str, Any]) -> None:
+        self.api, self.body = api, body
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        post_event(self.api, self.body, kind=kind, reason=reason, message=message)
+
+    def status(self, changes: dict[str, Any]) -> None:
+        meta = self.body["metadata"]
+        patch_status(self.api, meta["namespace"], meta["name"], changes)

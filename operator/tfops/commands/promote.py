@@ -160,7 +160,7 @@ def promote_command(args: argparse.Namespace) -> int:
 def _api(namespace: str | None) -> tuple[Any, str]:
     from kubernetes import client
 
-    from tfops import kube
+    from tfops.clients import kube
 
     try:
         api = kube.api_client()
@@ -394,3 +394,18 @@ def _signatures_from_url(base: str, model: str, version: int) -> Any:
             return signatures_from_metadata(json.loads(response.read()))
     except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
         raise Failed(EXIT_ERROR, f"reading {url}: {error}") from error
+
+
+def register(commands: Any) -> None:
+    promote_parser = commands.add_parser(
+        "promote",
+        help="put a model version into service (for CI pipelines)",
+        description="Serve VERSION of a model (under LABEL) on every ready pod of a "
+        "ModelServer: old and new side by side, the label moved once the new version is "
+        "AVAILABLE everywhere, the old one unloaded after a grace period; rolled back by the "
+        "operator when the new version fails. Follows the progress until done.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(promote_parser)
+    promote_parser.set_defaults(handler=promote_command)

@@ -116,3 +116,15 @@ def inspect_command(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def register(commands: Any) -> None:
+    inspect_parser = commands.add_parser(
+        "inspect",
+        help="signatures, size, memory and warm-up of a SavedModel version (TensorFlow)",
+        description="Report a SavedModel version directory: serving signatures, size on "
+        "disk, resident memory after a load (measured in a child process), the warm-up "
+        "file, and the memory tfops would derive. Needs the tfops[tf] extra.",
+    )
+    add_arguments(inspect_parser)
+    inspect_parser.set_defaults(handler=inspect_command)

@@ -1,11 +1,9 @@
-"""TF Serving's REST model-status API, as seen from the operator."""
+"""TF Serving's model status (GET /v1/models/NAME) as data: what the operator,
+the promotion steps and status reason about."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
 
@@ -20,10 +18,6 @@ class VersionStatus:
     def failed(self) -> bool:
         # A failed load ends in END with a non-OK status.
         return self.state == "END" and self.error_code not in ("OK", "", "0")
-
-
-class ServingUnreachable(RuntimeError):
-    """The pod's REST API did not answer; the message says why."""
 
 
 def model_status_url(base_url: str, model: str) -> str:
@@ -46,16 +40,3 @@ def parse_model_status(payload: dict[str, object]) -> list[VersionStatus]:
             )
         )
     return sorted(result, key=lambda v: v.version)
-
-
-def get_model_status(base_url: str, model: str, timeout: float = 2.0) -> list[VersionStatus]:
-    """Versions TF Serving knows for `model`; [] when it knows none (HTTP 404)."""
-    try:
-        with urllib.request.urlopen(model_status_url(base_url, model), timeout=timeout) as reply:
-            return parse_model_status(json.load(reply))
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return []
-        raise ServingUnreachable(f"HTTP {error.code} from {error.url}") from error
-    except (OSError, ValueError) as error:
-        raise ServingUnreachable(f"{base_url}: {error}") from error

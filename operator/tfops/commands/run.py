@@ -1,0 +1,215 @@
+"""`tfops run`: the operator, until it is told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfops import config, metrics
+from tfops.health import ApiHealth
+from tfops.state import OperatorState
+
+LOG_FORMATS = ("plain", "full", "json")
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    namespace: str
+    name: str = "tfops-leader"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+API_CHECK_SECONDS = 10.0
+
+
+def watch_api(api: Any, health: ApiHealth, period: float = API_CHECK_SECONDS) -> None:
+    """Ask the API server for its version every period, sooner (1 s, doubling)
+    while it does not answer; /readyz reports the outcome."""
+    from tfops.clients import kube
+
+    log = logging.getLogger("tfops.health")
+    delay = period
+    while True:
+        time.sleep(delay)
+        try:
+            kube.check_reachable(api, timeout=5.0)
+        except kube.NoCluster as error:
+            if delay == period:
+                log.warning("Lost the API server, retrying: %s", error)
+            health.failed(time.monotonic(), str(error))
+            delay = 1.0 if delay == period else min(period, delay * 2)
+            continue
+        if delay != period:
+            log.info("Reached the API server again")
+        health.succeeded()
+        delay = period
+
+
+def run_operator(
+    operator_config: config.OperatorConfig,
+    *,
+    namespaces: Sequence[str],
+    liveness_endpoint: str | None,
+    verbose: bool,
+    log_format: str = "full",
+    leader_election: LeaderElection | None = None,
+) -> int:
+    """Run the operator until it is told to stop (SIGINT/SIGTERM). With leader
+    election, wait as a standby until this replica holds the Lease."""
+    # Imported here so the other commands (and `tfops --help`) stay fast and light.
+    import kopf
+
+    from tfops.clients import kube
+
+    state = OperatorState(config=operator_config)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    # Fail at once, in one line, when there is no cluster to talk to: the kubelet's
+    # restart back-off (or the user) takes it from there.
+    try:
+        version = kube.check_reachable(kube.api_client())
+    except kube.NoCluster as error:
+        print(f"tfops run: {error}", file=sys.stderr)
+        return 1
+    logging.getLogger("tfops").info("Reached the API server (Kubernetes %s)", version)
+    state.health.succeeded()
+    threading.Thread(
+        target=watch_api, args=(kube.api_client(), state.health), name="api-health", daemon=True
+    ).start()
+    # Served from the start, standbys included: the probes and the leader gauge.
+    metrics.serve(operator_config.metrics_host, operator_config.metrics_port, state.health)
+    metrics.LEADER.set(0)
+    if leader_election is not None:
+        from tfops.leader import LeaderElector
+
+        elector = LeaderElector(
+            kube.api_client(),
+            namespace=leader_election.namespace,
+            name=leader_election.name,
+            identity=leader_election.identity,
+        )
+        elector.acquire()
+        elector.keep_renewing()
+    metrics.LEADER.set(1)
+    # Registers the handlers (importing them is what registers them with kopf).
+    importlib.import_module("tfops.handlers")
+    kopf.run(
+        memo=state,
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness_endpoint,
+    )
+    return 0
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("run", help="run the operator (kopf) against the current kubeconfig")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); cluster-wide when omitted",
+    )
+    run.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    run.add_argument(
+        "--serving-url-template",
+        default=config.DEFAULT_SERVING_URL_TEMPLATE,
+        metavar="TEMPLATE",
+        help="where to reach a pod's TF Serving REST API, with {pod_ip}, {namespace} and "
+        "{pod}; empty to skip model-state checks (default %(default)s)",
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=10.0,
+        help="re-observe every ModelServer this often (default %(default)s)",
+    )
+    run.add_argument("--metrics-host", default="0.0.0.0", help="metrics bind address")
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="metrics port, 0 for none (default 8080)"
+    )
+    run.add_argument(
+        "--guard-checkpoint-seconds",
+        type=float,
+        default=300.0,
+        help="save the memory guard's pod histories this often, so a restart of the "
+        "operator keeps them (default %(default)s)",
+    )
+    run.add_argument(
+        "--memory-source",
+        choices=("metrics-server", "prometheus"),
+        default="metrics-server",
+        help="where the memory guard reads working sets: metrics.k8s.io, or Prometheus "
+        "(container_memory_working_set_bytes, which also gives a pod's past at once) "
+        "(default %(default)s)",
+    )
+    run.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="Prometheus' base URL for --memory-source prometheus",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: act only while holding the Lease tfops-leader",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        metavar="NAMESPACE",
+        help="where the Lease lives (default: $POD_NAMESPACE, else default)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="full",
+        help="log lines: plain, full (with time and logger) or json (default %(default)s)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    run.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    operator_config = config.OperatorConfig(
+        serving_url_template=args.serving_url_template,
+        resync_seconds=args.resync_seconds,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        guard_checkpoint_seconds=args.guard_checkpoint_seconds,
+        memory_source=args.memory_source,
+        prometheus_url=args.prometheus_url or "",
+    )
+    if args.memory_source == "prometheus" and not args.prometheus_url:
+        print(
+            "tfops run: --memory-source prometheus needs --prometheus-url, e.g. "
+            "http://prometheus.monitoring:9090",
+            file=sys.stderr,
+        )
+        return 2
+    election = None
+    if args.leader_elect:
+        namespace = args.leader_election_namespace or os.environ.get("POD_NAMESPACE", "default")
+        election = LeaderElection(namespace)
+    return run_operator(
+        operator_config,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+        verbose=args.verbose,
+        log_format=args.log_format,
+        leader_election=election,
+    )

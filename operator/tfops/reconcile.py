@@ -1,0 +1,707 @@
+"""Reconcile one ModelServer: parse, plan, render, apply what differs, observe,
+report. The edge between the pure core (model, plan, render, promotion, status)
+and the API: kopf's handlers and the resync loop both call `reconcile`.
+
+Owned objects are read from watch-fed indexes (no GET per resync), and nothing is
+written when nothing changed: an idle fleet costs the API server no write at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from tfops import metrics, promotion
+from tfops.clients import kube
+from tfops.clients.tfserving import ServingUnreachable, get_model_status
+from tfops.model import ModelServerSpec, parse_spec
+from tfops.model_status import VersionStatus
+from tfops.owned import BY_KIND, OWNED_KINDS, PODS, owned_object_names
+from tfops.plan import Plan, make_plan, transition_memory_error
+from tfops.promotion import Configured
+from tfops.render import Owner, render_all
+from tfops.render.common import OWNER_LABEL
+from tfops.render.configmap import MODELS_FILE, parse_models_config
+from tfops.schema import SpecInvalid
+from tfops.state import Backoff, Key, OperatorState, Remembered
+from tfops.status import (
+    Failure,
+    Observation,
+    compute_status,
+    new_oom_kills,
+    pod_running,
+    status_patch,
+)
+from tfops.timefmt import now_iso
+
+REPLICAS_HANDOVER_MANAGER = "tfops-replicas-handover"
+# How long our own writes are trusted over the watch-fed indexes.
+INDEX_LAG_SECONDS = 5.0
+# A ModelServer whose last reconcile failed waits this long before the next try
+# (doubling per failure, up to the maximum); a new generation tries at once.
+BACKOFF_FIRST_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 300.0
+
+Indexes = Mapping[str, Any]
+# The kopf index of ModelServers themselves, by (namespace, name).
+MODELSERVER_INDEX = "tfops_modelservers"
+
+
+# -- what the watches hold --------------------------------------------------------
+
+
+def trim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object tfops reads: kopf's indexes keep only these."""
+    meta = body.get("metadata", {})
+    kept: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            key: meta[key]
+            for key in (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "resourceVersion",
+                "labels",
+                "annotations",
+                "ownerReferences",
+                "creationTimestamp",
+                "deletionTimestamp",
+            )
+            if key in meta
+        },
+    }
+    for key in ("spec", "data", "status"):
+        if key in body:
+            kept[key] = dict(body[key])
+    return kept
+
+
+def owner_key(namespace: str | None, labels: Mapping[str, str]) -> Key | None:
+    owner = labels.get(OWNER_LABEL)
+    return (namespace, owner) if namespace and owner else None
+
+
+def lookup(indexes: Indexes, index: str, key: Key) -> list[dict[str, Any]]:
+    """What a kopf index holds for one ModelServer (a copy: the index changes)."""
+    store = indexes[index].get(key)
+    return list(store) if store is not None else []
+
+
+def snapshot(indexes: Indexes, index: str) -> list[dict[str, Any]]:
+    """Every object of one index, copied while the watches may be changing it."""
+    store = indexes[index]
+    for _attempt in range(3):
+        try:
+            return [body for key in list(store) for body in list(store.get(key) or [])]
+        except RuntimeError:  # the index changed while we copied it
+            continue
+    return []
+
+
+def owned_pods(indexes: Indexes, namespace: str, name: str) -> list[dict[str, Any]]:
+    return lookup(indexes, PODS.index, (namespace, name))
+
+
+def owned_deployment(indexes: Indexes, namespace: str, name: str) -> dict[str, Any] | None:
+    found = lookup(indexes, BY_KIND["Deployment"].index, (namespace, name))
+    return found[0] if found else None
+
+
+# -- pure helpers -------------------------------------------------------------------
+
+
+def first_difference(desired: Any, live: Any, path: str = "") -> str | None:
+    """The first field we render whose live value differs, or None when the live
+    object already has every one. Fields the apiserver defaulted or other
+    managers own are not compared."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return path or "."
+        for key, value in desired.items():
+            where = f"{path}.{key}" if path else key
+            if key not in live:
+                return where
+            found = first_difference(value, live[key], where)
+            if found:
+                return found
+        return None
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return path
+        for index, (d, v) in enumerate(zip(desired, live, strict=True)):
+            found = first_difference(d, v, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    return None if desired == live else path
+
+
+def _resource_version(obj: dict[str, Any] | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+def live_object(
+    indexed: dict[str, Any] | None, applied: Remembered | None, now: float
+) -> dict[str, Any] | None:
+    """The freshest copy of an owned object we know of: our own last write while
+    the index may lag behind it, else the index."""
+    if applied is None or now - applied.at > INDEX_LAG_SECONDS:
+        return indexed
+    if indexed is None:
+        return applied.body
+    newer = _resource_version(applied.body) > _resource_version(indexed)
+    return applied.body if newer else indexed
+
+
+def _forget_stale_writes(state: OperatorState, now: float) -> None:
+    """Drop what we remembered of our own writes once the watches surely caught up."""
+    for memory in (state.last_applied, state.written_status):
+        for key, remembered in list(memory.items()):
+            if now - remembered.at > INDEX_LAG_SECONDS:
+                memory.pop(key, None)  # type: ignore[arg-type]
+
+
+# -- the reconcile -------------------------------------------------------------------
+
+
+def _model_states(
+    state: OperatorState, spec: ModelServerSpec, pods: Iterable[dict[str, Any]]
+) -> dict[str, dict[str, list[VersionStatus]] | str]:
+    settings = state.config
+    states: dict[str, dict[str, list[VersionStatus]] | str] = {}
+    for pod in pods:
+        if not pod_running(pod):
+            continue
+        meta = pod["metadata"]
+        base = settings.serving_url_template.format(
+            pod_ip=pod.get("status", {}).get("podIP", ""),
+            namespace=meta["namespace"],
+            pod=meta["name"],
+        )
+        try:
+            states[meta["name"]] = {
+                model.name: get_model_status(
+                    base, model.name, settings.model_status_timeout_seconds
+                )
+                for model in spec.models
+            }
+        except ServingUnreachable as error:
+            states[meta["name"]] = str(error)
+    return states
+
+
+def _live_models_config(
+    state: OperatorState, owner: Owner, indexes: Indexes
+) -> dict[str, Configured]:
+    """What the ConfigMap TF Serving polls serves now, by model."""
+    configmap = BY_KIND["ConfigMap"]
+    found = lookup(indexes, configmap.index, (owner.namespace, owner.name))
+    remembered = state.last_applied.get(
+        (owner.namespace, configmap.kind, configmap.name(owner.name))
+    )
+    live = live_object(found[0] if found else None, remembered, time.monotonic())
+    text = ((live or {}).get("data") or {}).get(MODELS_FILE)
+    return parse_models_config(text) if text else {}
+
+
+def _version_change_pending(
+    spec: ModelServerSpec, live: dict[str, Configured], previous: dict[str, Any]
+) -> bool:
+    """Whether a served model's versions or labels differ from what models.config
+    says (a change to stage, or one rolled back and held), or a step is in flight."""
+    if any(m.name in live and live[m.name] != Configured.of(m) for m in spec.models):
+        return True
+    return any(r["step"] in promotion.IN_FLIGHT for r in previous.get("promotions") or [])
+
+
+def _promote(
+    *,
+    owner: Owner,
+    spec: ModelServerSpec,
+    plan: Plan,
+    live: dict[str, Configured],
+    pods: list[dict[str, Any]],
+    model_states: dict[str, dict[str, list[VersionStatus]] | str] | None,
+    previous: dict[str, Any],
+    generation: int,
+    sink: Sink,
+) -> tuple[dict[str, Configured], list[dict[str, Any]]]:
+    """Each served model's next transition step (tfops.promotion): what models.config
+    should say now, and the records for status.promotions. Without model states
+    (None: no change pending, or none can be seen) models.config follows the spec."""
+    if model_states is None:
+        names = {m.name for m in spec.models}
+        return {}, [r for r in previous.get("promotions") or [] if r["model"] in names]
+    answered = {p: s for p, s in model_states.items() if isinstance(s, dict)}
+    # Every running pod must report a version before a label moves to it, ready or
+    # not: a pod still starting with an older config would otherwise first read the
+    # label's move, refuse it (the version is not loaded there) and, since a reload
+    # is all or nothing, never load the version at all.
+    running = sum(1 for p in pods if pod_running(p))
+    records = {r["model"]: r for r in previous.get("promotions") or []}
+    settings = promotion.Settings(
+        grace_seconds=float(plan.promotion_grace_seconds),
+        timeout_seconds=float(plan.promotion_timeout_seconds),
+    )
+    now = time.time()
+    serving: dict[str, Configured] = {}
+    kept: list[dict[str, Any]] = []
+    for model in spec.models:
+        current = live.get(model.name)
+        desired = Configured.of(model)
+        side_by_side = None
+        if current is not None and current.versions is not None and desired.versions is not None:
+            side_by_side = len(set(current.versions) | set(desired.versions))
+        memory_error = None
+        if side_by_side is not None:
+            memory_error = transition_memory_error(spec, plan, model.name, side_by_side)
+        result = promotion.step(
+            model,
+            current,
+            promotion.Seen.of(model.name, answered, pods=running),
+            records.get(model.name),
+            now=now,
+            generation=generation,
+            settings=settings,
+            memory_error=memory_error,
+        )
+        serving[model.name] = result.write
+        if result.record is not None:
+            kept.append(result.record)
+        if result.event is not None:
+            kind, reason, message = result.event
+            sink.event(kind, reason, message)
+            if reason in ("PromotionRolledBack", "PromotionRefused"):
+                metrics.PROMOTION_FAILURES.labels(owner.namespace, owner.name, model.name).inc()
+    return serving, kept
+
+
+def _converge(
+    state: OperatorState,
+    writer: Writer,
+    *,
+    owner: Owner,
+    spec: ModelServerSpec,
+    plan: Plan,
+    serving: dict[str, Configured],
+    indexes: dict[str, Any],
+    sink: Sink,
+    logger: Any,
+) -> dict[str, dict[str, Any] | None]:
+    """Apply every rendered object that differs from the live one; delete the HPA
+    when autoscaling is gone. Returns the live objects by kind."""
+    now = time.monotonic()
+    _forget_stale_writes(state, now)
+    key = (owner.namespace, owner.name)
+    names = owned_object_names(owner.name)
+    live: dict[str, dict[str, Any] | None] = {}
+    for owned in OWNED_KINDS:
+        found = lookup(indexes, owned.index, key)
+        remembered = state.last_applied.get((owner.namespace, owned.kind, names[owned.kind]))
+        live[owned.kind] = live_object(found[0] if found else None, remembered, now)
+
+    pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
+    for desired in render_all(owner, spec, plan, serving):
+        current = live.get(desired["kind"])
+        if current is not None and current.get("metadata", {}).get("deletionTimestamp"):
+            current = None
+        difference = None if current is None else first_difference(desired, current)
+        if current is None or difference is not None:
+            pending.append((desired, current, difference))
+
+    deployment = live.get("Deployment")
+    if (
+        spec.autoscaling is not None
+        and deployment is not None
+        and live.get("HorizontalPodAutoscaler") is None
+        and any(d["kind"] == "Deployment" for d, _, _ in pending)
+    ):
+        _hand_over_replicas(writer, owner, deployment)
+    done: dict[str, list[str]] = {}
+    try:
+        for phase in apply_phases(pending, creating=deployment is None):
+            # Within a phase the objects do not depend on each other: one round
+            # trip for all of them.
+            futures = [state.apply_pool.submit(_apply, writer, item[0]) for item in phase]
+            failed: ApplyFailed | None = None
+            for (desired, current, difference), future in zip(phase, futures, strict=True):
+                try:
+                    result = future.result()
+                except ApplyFailed as error:
+                    failed = failed or error
+                    continue
+                kind, name = desired["kind"], desired["metadata"]["name"]
+                live[kind] = trim(result)
+                state.last_applied[(owner.namespace, kind, name)] = Remembered(
+                    time.monotonic(), live[kind]
+                )
+                reason = "Created" if current is None else "Updated"
+                metrics.APPLIES.labels(kind, reason.lower()).inc()
+                done.setdefault(reason, []).append(
+                    f"{kind} {name}" + ("" if current is None else f" ({difference} differed)")
+                )
+            if failed is not None:
+                raise failed
+    finally:
+        # One Event per reconcile, not one per object: less noise in `kubectl
+        # describe` and fewer writes.
+        for reason, objects in done.items():
+            message = f"{reason} {', '.join(objects)} in {owner.namespace}"
+            logger.info(message)
+            sink.event("Normal", reason, message)
+
+    if spec.autoscaling is None and live.get("HorizontalPodAutoscaler") is not None:
+        _delete_hpa(state, writer, owner, sink, logger)
+        live["HorizontalPodAutoscaler"] = None
+    return live
+
+
+def _hand_over_replicas(writer: Writer, owner: Owner, deployment: dict[str, Any]) -> None:
+    """Hand spec.replicas to another field manager before the HPA takes over, or
+    dropping it from our apply would reset the fleet to one pod first."""
+    try:
+        writer.hand_over(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": owner.name, "namespace": owner.namespace},
+                "spec": {"replicas": deployment.get("spec", {}).get("replicas", 1)},
+            },
+            REPLICAS_HANDOVER_MANAGER,
+        )
+    except ApiException as error:
+        raise ApplyFailed("Deployment", owner.name, error) from error
+
+
+def _delete_hpa(
+    state: OperatorState, writer: Writer, owner: Owner, sink: Sink, logger: Any
+) -> None:
+    """Autoscaling is off: the HPA goes (the Deployment keeps its replicas)."""
+    name = owned_object_names(owner.name)["HorizontalPodAutoscaler"]
+    try:
+        deleted = writer.delete("HorizontalPodAutoscaler", owner.namespace, name)
+    except ApiException as error:
+        raise ApplyFailed("HorizontalPodAutoscaler", name, error) from error
+    if deleted:
+        message = f"Deleted HorizontalPodAutoscaler {owner.namespace}/{name}: autoscaling is off"
+        logger.info(message)
+        sink.event("Normal", "Deleted", message)
+    state.last_applied.pop((owner.namespace, "HorizontalPodAutoscaler", name), None)
+
+
+class ApplyFailed(Exception):
+    """The API server refused (or did not take) one owned object."""
+
+    def __init__(self, kind: str, name: str, error: ApiException) -> None:
+        super().__init__(f"{kind} {name}")
+        self.kind, self.name, self.error = kind, name, error
+
+
+def _apply(writer: Writer, obj: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return writer.apply(obj)
+    except ApiException as error:
+        raise ApplyFailed(obj["kind"], obj["metadata"]["name"], error) from error
+
+
+def apply_phases(
+    pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]], *, creating: bool
+) -> list[list[tuple[dict[str, Any], dict[str, Any] | None, str | None]]]:
+    """The order to apply what differs, in phases that run one after another:
+
+    - a new fleet: the Deployment alone first, so nothing else is created when the
+      API server refuses it (a half-created fleet);
+    - a changed Deployment: the ConfigMap first, then the Deployment, so new pods
+      never start with the files of the old revision (TF Serving reads the
+      batching, monitoring and session files only at start);
+    - otherwise everything at once."""
+    deployment = [item for item in pending if item[0]["kind"] == "Deployment"]
+    if not deployment:
+        return [pending] if pending else []
+    rest = [item for item in pending if item[0]["kind"] != "Deployment"]
+    if creating:
+        return [deployment, rest] if rest else [deployment]
+    config = [item for item in rest if item[0]["kind"] == "ConfigMap"]
+    others = [item for item in rest if item[0]["kind"] != "ConfigMap"]
+    return [phase for phase in (config, deployment, others) if phase]
+
+
+class Writer(Protocol):
+    """Where a reconcile's object writes go (the API server; a fake in tests)."""
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def hand_over(self, obj: dict[str, Any], manager: str) -> None: ...
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+
+
+class Sink(Protocol):
+    """Where a reconcile's Events and status changes go."""
+
+    def event(self, kind: str, reason: str, message: str) -> None: ...
+
+    def status(self, changes: dict[str, Any]) -> None: ...
+
+
+def describe_failure(error: BaseException) -> tuple[str, str, bool]:
+    """(reason, message with the fix, whether tfops itself is at fault)."""
+    if isinstance(error, ApplyFailed):
+        api_error = error.error
+        detail = kube.error_message(api_error)
+        what = f"{error.kind} {error.name}"
+        if api_error.status in (400, 422):
+            fix = "fix the spec field behind it"
+        elif api_error.status == 403:
+            fix = (
+                "grant the operator's ServiceAccount that permission, or ask why a policy "
+                "refused it"
+            )
+        else:
+            fix = "the API server was unavailable; tfops tries again"
+        return (
+            "ApplyFailed",
+            f"The API server refused {what} (HTTP {api_error.status}): {detail}; {fix}.",
+            False,
+        )
+    if isinstance(error, ApiException):
+        return (
+            "ApplyFailed",
+            f"The API server answered HTTP {error.status}: {kube.error_message(error)}.",
+            False,
+        )
+    if isinstance(error, OSError | urllib3.exceptions.HTTPError):
+        return "ApplyFailed", f"The API server did not answer: {error}.", False
+    return (
+        "ReconcileFailed",
+        f"tfops could not reconcile this ModelServer: {type(error).__name__}: {error}. "
+        "This is a tfops bug: please report it with the operator's log.",
+        True,
+    )
+
+
+def reconcile(
+    state: OperatorState,
+    body: Mapping[str, Any],
+    sink: Sink,
+    logger: Any,
+    *,
+    indexes: Indexes,
+    trigger: str,
+    writer: Writer | None = None,
+) -> None:
+    """Converge one ModelServer and report on it. Never raises: whatever goes wrong
+    (a refused spec, a refused apply, a bug) ends in its status, with one Event and
+    a bounded back-off before the next attempt."""
+    meta = body["metadata"]
+    owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+    key = (owner.namespace, owner.name)
+    generation = int(meta.get("generation", 0))
+    started = time.perf_counter()
+    writer = writer or kube.Writer(state.api())
+    with state.lock(key):
+        previous = _previous_status(state, owner, body)
+        backoff = state.backoffs.get(key)
+        if (
+            backoff is not None
+            and backoff.generation == generation
+            and time.monotonic() < backoff.retry_at
+        ):
+            metrics.RECONCILES.labels(trigger, "backoff").inc()
+            return
+        try:
+            result = _reconcile(
+                state,
+                writer,
+                owner,
+                body,
+                sink=sink,
+                logger=logger,
+                indexes=indexes,
+                previous=previous,
+                generation=generation,
+            )
+            state.backoffs.pop(key, None)
+        except Exception as error:
+            result = "failed"
+            reason, message, ours = describe_failure(error)
+            attempts = backoff.attempts + 1 if backoff and backoff.generation == generation else 1
+            delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1))
+            failure = Failure(reason, message, delay)
+            state.backoffs[key] = Backoff(generation, attempts, time.monotonic() + delay)
+            logger.warning(
+                "Failed to reconcile %s/%s (attempt %d, next in %.0fs): %s",
+                *key,
+                attempts,
+                delay,
+                message,
+                exc_info=ours,
+            )
+            status = compute_status(
+                generation=generation,
+                spec=None,
+                plan=None,
+                invalid=None,
+                observation=Observation(),
+                previous=previous,
+                now=now_iso(),
+                failure=failure,
+            )
+            try:
+                _write_status(state, sink, previous, status, owner=owner, logger=logger)
+            except (ApiException, OSError, urllib3.exceptions.HTTPError) as write_error:
+                logger.warning("Could not report it in status either: %s", write_error)
+    metrics.RECONCILES.labels(trigger, result).inc()
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+
+def _reconcile(
+    state: OperatorState,
+    writer: Writer,
+    owner: Owner,
+    body: Mapping[str, Any],
+    *,
+    sink: Sink,
+    logger: Any,
+    indexes: Indexes,
+    previous: dict[str, Any],
+    generation: int,
+) -> str:
+    try:
+        spec = parse_spec(body.get("spec"))
+        plan = make_plan(spec)
+    except SpecInvalid as invalid:
+        status = compute_status(
+            generation=generation,
+            spec=None,
+            plan=None,
+            invalid=invalid,
+            observation=Observation(),
+            previous=previous,
+            now=now_iso(),
+        )
+        _write_status(state, sink, previous, status, owner=owner, logger=logger)
+        return "invalid"
+    pods = owned_pods(indexes, owner.namespace, owner.name)
+    checked = bool(state.config.serving_url_template)
+    # TF Serving is asked before applying only when a version change needs the
+    # answers to pick its step; otherwise after, so an apply never waits on it.
+    live_config = _live_models_config(state, owner, indexes)
+    staging = checked and _version_change_pending(spec, live_config, previous)
+    model_states = _model_states(state, spec, pods) if staging else None
+    serving, promotions = _promote(
+        owner=owner,
+        spec=spec,
+        plan=plan,
+        live=live_config,
+        pods=pods,
+        model_states=model_states,
+        previous=previous,
+        generation=generation,
+        sink=sink,
+    )
+    live = _converge(
+        state,
+        writer,
+        owner=owner,
+        spec=spec,
+        plan=plan,
+        serving=serving,
+        indexes=indexes,
+        sink=sink,
+        logger=logger,
+    )
+    if model_states is None:
+        model_states = _model_states(state, spec, pods) if checked else {}
+    fleet = state.fleets.get((owner.namespace, owner.name))
+    observation = Observation(
+        deployment=live.get("Deployment"),
+        pods=pods,
+        model_states=model_states,
+        models_checked=checked,
+        serving=serving,
+        promotions=promotions,
+        leaks=fleet.leaks() if fleet else {},
+        guard_restarts=list(fleet.restarts) if fleet else [],
+        guard_restarts_total=fleet.restarts_total if fleet else 0,
+    )
+    for kill in new_oom_kills(pods, previous):
+        metrics.OOM_KILLS.labels(owner.namespace, owner.name).inc()
+        message = (
+            f"Container of pod {owner.namespace}/{kill.pod} was OOM-killed at {kill.finished_at}"
+        )
+        logger.warning(message)
+        sink.event("Warning", "OOMKilled", message)
+    status = compute_status(
+        generation=generation,
+        spec=spec,
+        plan=plan,
+        invalid=None,
+        observation=observation,
+        previous=previous,
+        now=now_iso(),
+    )
+    _write_status(state, sink, previous, status, owner=owner, logger=logger)
+    return "ok"
+
+
+def _previous_status(state: OperatorState, owner: Owner, body: Mapping[str, Any]) -> dict[str, Any]:
+    # The body can predate our own last status write by a moment (watch lag);
+    # judging from it would count an OOM kill twice or write the same again.
+    written = state.written_status.get((owner.namespace, owner.name))
+    if written is not None and time.monotonic() - written.at < INDEX_LAG_SECONDS:
+        return dict(written.body)
+    return dict(body.get("status") or {})
+
+
+def _write_status(
+    state: OperatorState,
+    sink: Sink,
+    previous: dict[str, Any],
+    status: dict[str, Any],
+    *,
+    owner: Owner,
+    logger: Any,
+) -> None:
+    changes = status_patch(previous, status)
+    if not changes:
+        return
+    sink.status(changes)
+    merged = {k: v for k, v in {**previous, **changes}.items() if v is not None}
+    state.written_status[(owner.namespace, owner.name)] = Remembered(time.monotonic(), merged)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    before = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)
+    metrics.READY.labels(owner.namespace, owner.name).set(ready["status"] == "True")
+    if before and (before["reason"], before["message"]) == (ready["reason"], ready["message"]):
+        return
+    if ready["reason"] == "InvalidSpec":
+        metrics.INVALID_SPECS.inc()
+        logger.warning(ready["message"])
+        sink.event("Warning", "InvalidSpec", ready["message"])
+    elif ready["reason"] in ("ApplyFailed", "ReconcileFailed"):
+        sink.event("Warning", ready["reason"], ready["message"])
+    elif ready["status"] == "True" and (before is None or before["status"] != "True"):
+        sink.event("Normal", "Ready", ready["message"])
+
+
+def refresh_status(state: OperatorState, body: dict[str, Any], indexes: Indexes) -> None:
+    """Reconcile now, outside kopf (e.g. right after the memory guard acted)."""
+    reconcile(
+        state,
+        body,
+        kube.ApiSink(state.api(), body),
+        logging.getLogger("tfops.status"),
+        indexes=indexes,
+        trigger="guard",
+    )

@@ -1,0 +1,76 @@
+"""Everything the operator process keeps between handler calls, in one object.
+
+kopf hands it to every handler as `memo` (a shallow copy per object, so the
+containers below are shared); the loops and sinks get it explicitly. Nothing of
+this lives in module globals, so tests build their own.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfops.config import OperatorConfig
+from tfops.health import ApiHealth
+from tfops.memory.watch import FleetWatch
+
+Key = tuple[str, str]  # (namespace, ModelServer name)
+
+
+@dataclass
+class Remembered:
+    """Something we wrote, and when (monotonic): the watch-fed index can lag behind
+    our own write by a moment, and judging from a stale copy would write again."""
+
+    at: float
+    body: dict[str, Any]
+
+
+@dataclass
+class Backoff:
+    """A ModelServer whose last reconcile failed, and when to try again."""
+
+    generation: int
+    attempts: int
+    retry_at: float  # monotonic
+
+
+@dataclass
+class OperatorState:
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    health: ApiHealth = field(default_factory=ApiHealth)
+    # The process's one API client, created on first use (see api()).
+    client: list[Any] = field(default_factory=list)
+    # One reconcile at a time per ModelServer.
+    locks: dict[Key, threading.Lock] = field(default_factory=dict)
+    locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    # What our own last apply returned, per (namespace, kind, name).
+    last_applied: dict[tuple[str, str, str], Remembered] = field(default_factory=dict)
+    # The status we last wrote, per ModelServer.
+    written_status: dict[Key, Remembered] = field(default_factory=dict)
+    backoffs: dict[Key, Backoff] = field(default_factory=dict)
+    # What the memory guard knows of each ModelServer: written by its loop, read
+    # by the status computation.
+    fleets: dict[Key, FleetWatch] = field(default_factory=dict)
+    apply_pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="apply"
+        )
+    )
+    # Background loops to stop at shutdown (the resync, the memory guard).
+    loops: list[Any] = field(default_factory=list)
+
+    def lock(self, key: Key) -> threading.Lock:
+        with self.locks_guard:
+            return self.locks.setdefault(key, threading.Lock())
+
+    def api(self) -> Any:
+        """The process's one Kubernetes API client."""
+        with self.locks_guard:
+            if not self.client:
+                from tfops.clients import kube
+
+                self.client.append(kube.api_client())
+            return self.client[0]
