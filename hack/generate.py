@@ -1,7 +1,7 @@
 """Everything generated from a single source, written (`make crds`) or checked
 (`--check`, which the tests run): the CRD and its copy in the Helm chart, the
 chart's copy of the alert rules, the Argo CD ConfigMap patch around health.lua, and
-the API reference docs/api.md."""
+the API reference docs/api.md, and the chart's RBAC rules for the owned kinds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 
 from tfops.apidoc import render_api_doc
 from tfops.crd import render_chart_crd, render_crd, to_yaml
+from tfops.owned import OWNED_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,22 @@ def _argocd_patch() -> str:
     )
 
 
+def _owned_rules_template() -> str:
+    """The chart's RBAC rules for the owned kinds, from tfops.owned."""
+    lines = [
+        "{{/* Generated from operator/tfops/owned.py by `make crds`; tests fail on drift. */}}",
+        '{{- define "tfops.ownedRules" -}}',
+    ]
+    for owned in OWNED_KINDS:
+        verbs = ", ".join(f'"{verb}"' for verb in owned.verbs)
+        lines += [
+            f'- apiGroups: ["{owned.group}"]',
+            f'  resources: ["{owned.plural}"]',
+            f"  verbs: [{verbs}]",
+        ]
+    return "\n".join([*lines, "{{- end -}}", ""])
+
+
 def outputs() -> dict[Path, str]:
     return {
         REPO / "crds" / "modelservers.serving.tfops.dev.yaml": to_yaml(render_crd()),
@@ -58,6 +75,7 @@ def outputs() -> dict[Path, str]:
         ).read_text(),
         REPO / "deploy" / "argocd" / "argocd-cm-patch.yaml": _argocd_patch(),
         REPO / "docs" / "api.md": render_api_doc(render_crd()),
+        REPO / "charts" / "tfops" / "templates" / "_owned.tpl": _owned_rules_template(),
     }
 
 

@@ -48,18 +48,7 @@ tfops uses (operator/tfops/clients/kube.py, kopf's watches and status writes).
   resources: ["modelservers/status"]
   verbs: ["get", "patch"]
 # Owned objects: watched, and written by server-side apply (create or patch).
-- apiGroups: [""]
-  resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{ include "tfops.ownedRules" . }}
 # Serving pods: watched; a leaking one is evicted (the PodDisruptionBudget holds).
 - apiGroups: [""]
   resources: ["pods"]
