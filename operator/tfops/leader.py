@@ -9,6 +9,9 @@ The rules client-go's leader election follows, kept small:
 - a leader that cannot renew for a lease duration stops the whole process. The
   kubelet restarts it as a standby; reconciling on after losing the lease could
   make two operators act at once.
+
+The Lease is read and written through a LeaseStore (tfops.clients.kube.Leases on
+a cluster), and time comes from injectable clocks, so the rules are unit-tested.
 """
 
 from __future__ import annotations
@@ -18,15 +21,29 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from typing import Any, Protocol
 
 from tfops.timefmt import micro_time
 
 logger = logging.getLogger("tfops.leader")
+
+
+class LeaseUnavailable(Exception):
+    """The Lease could not be read or written (the API server did not answer, or
+    refused for a reason other than a conflict)."""
+
+
+class LeaseStore(Protocol):
+    def read(self) -> dict[str, Any] | None:
+        """The Lease, or None when there is none."""
+
+    def create(self, lease: dict[str, Any]) -> bool:
+        """False when someone else created it first."""
+
+    def replace(self, lease: dict[str, Any]) -> bool:
+        """False when someone else wrote it since we read it (resourceVersion)."""
 
 
 @dataclass
@@ -38,115 +55,113 @@ class Observed:
     seen_at: float = 0.0
 
 
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _exit_process() -> None:
+    # Lost: stop at once, before another replica starts acting.
+    logging.shutdown()
+    os._exit(1)
+
+
 class LeaderElector:
     def __init__(
         self,
-        api: client.ApiClient,
+        store: LeaseStore,
         *,
-        namespace: str,
-        name: str,
         identity: str,
         lease_seconds: int = 15,
         renew_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime.datetime] = _wall_clock,
+        on_lost: Callable[[], None] = _exit_process,
     ) -> None:
-        self.leases = client.CoordinationV1Api(api)
-        self.namespace = namespace
-        self.name = name
+        self.store = store
         self.identity = identity
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
+        self.monotonic = monotonic
+        self.wall_clock = wall_clock
+        self.on_lost = on_lost
         self.observed = Observed()
         self.stopped = threading.Event()
 
-    def _spec(self, lease: client.V1Lease | None, now: datetime.datetime) -> dict[str, Any]:
-        spec = lease.spec if lease is not None else None
-        taking_over = spec is None or spec.holder_identity != self.identity
-        transitions = int((spec.lease_transitions if spec else 0) or 0)
+    def _claim(self, lease: dict[str, Any] | None) -> dict[str, Any]:
+        """The spec we write: ours, renewed now, counting a change of holder."""
+        now = self.wall_clock()
+        spec = (lease or {}).get("spec") or {}
+        taking_over = lease is None or spec.get("holderIdentity") != self.identity
+        transitions = int(spec.get("leaseTransitions") or 0)
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self.lease_seconds,
-            "acquireTime": micro_time(now) if taking_over else micro_time(spec.acquire_time or now),  # type: ignore[union-attr]
+            "acquireTime": micro_time(now)
+            if taking_over
+            else spec.get("acquireTime") or micro_time(now),
             "renewTime": micro_time(now),
             "leaseTransitions": transitions + 1
-            if taking_over and spec is not None
+            if taking_over and lease is not None
             else transitions,
         }
 
     def try_acquire_or_renew(self) -> bool:
-        """One attempt; True when we hold the lease afterwards."""
-        now = datetime.datetime.now(datetime.UTC)
-        try:
-            lease = self.leases.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": self._spec(None, now),
-            }
-            try:
-                self.leases.create_namespaced_lease(self.namespace, body)
-            except ApiException as conflict:
-                if conflict.status == 409:
-                    return False
-                raise
-            return True
-        spec = lease.spec
-        record = (spec.holder_identity, spec.renew_time)
+        """One attempt; True when we hold the lease afterwards. Raises
+        LeaseUnavailable when the store cannot answer."""
+        lease = self.store.read()
+        if lease is None:
+            return self.store.create({"spec": self._claim(None)})
+        spec = lease.get("spec") or {}
+        record = (spec.get("holderIdentity"), spec.get("renewTime"))
         if record != (self.observed.holder, self.observed.renew_time):
-            self.observed = Observed(*record, seen_at=time.monotonic())
-        held_by_other = spec.holder_identity not in (None, "", self.identity)
-        duration = int(spec.lease_duration_seconds or self.lease_seconds)
-        if held_by_other and time.monotonic() - self.observed.seen_at < duration:
+            self.observed = Observed(*record, seen_at=self.monotonic())
+        held_by_other = spec.get("holderIdentity") not in (None, "", self.identity)
+        duration = int(spec.get("leaseDurationSeconds") or self.lease_seconds)
+        if held_by_other and self.monotonic() - self.observed.seen_at < duration:
             return False
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
-            "spec": self._spec(lease, now),
-        }
-        try:
-            self.leases.replace_namespaced_lease(self.name, self.namespace, body)
-        except ApiException as error:
-            if error.status == 409:  # someone else wrote first
-                return False
-            raise
-        return True
+        resource_version = (lease.get("metadata") or {}).get("resourceVersion")
+        return self.store.replace(
+            {"metadata": {"resourceVersion": resource_version}, "spec": self._claim(lease)}
+        )
 
     def acquire(self) -> None:
         """Block until we hold the lease."""
-        logger.info("Waiting to lead: Lease %s/%s as %s", self.namespace, self.name, self.identity)
+        logger.info("Waiting to lead as %s", self.identity)
         while not self.stopped.is_set():
             try:
                 if self.try_acquire_or_renew():
-                    logger.info("Leading: holding Lease %s/%s", self.namespace, self.name)
+                    logger.info("Leading as %s", self.identity)
                     return
-            except (ApiException, OSError) as error:
+            except LeaseUnavailable as error:
                 logger.warning("Could not reach the Lease: %s", error)
             self.stopped.wait(self.renew_seconds)
 
+    def renew(self, last_renewed: float) -> float | None:
+        """One renewal: when we last held the lease, or None once it is lost
+        (taken by another replica, or not renewed for a whole lease duration)."""
+        try:
+            if self.try_acquire_or_renew():
+                return self.monotonic()
+            logger.error("Another replica took the Lease: stopping")
+            return None
+        except LeaseUnavailable as error:
+            if self.monotonic() - last_renewed < self.lease_seconds:
+                logger.warning("Could not renew the Lease (retrying): %s", error)
+                return last_renewed
+            logger.error("Could not renew the Lease for %ss: stopping", self.lease_seconds)
+            return None
+
     def keep_renewing(self) -> threading.Thread:
-        """Renew in the background; exit the process once leadership is lost."""
+        """Renew in the background; stop the process once leadership is lost."""
 
-        def renew() -> None:
-            last_renewed = time.monotonic()
+        def run() -> None:
+            last_renewed: float | None = self.monotonic()
             while not self.stopped.wait(self.renew_seconds):
-                try:
-                    if self.try_acquire_or_renew():
-                        last_renewed = time.monotonic()
-                        continue
-                    logger.error("Another replica took the Lease: stopping")
-                except (ApiException, OSError) as error:
-                    if time.monotonic() - last_renewed < self.lease_seconds:
-                        logger.warning("Could not renew the Lease (retrying): %s", error)
-                        continue
-                    logger.error("Could not renew the Lease for %ss: stopping", self.lease_seconds)
-                # Lost: stop at once, before another replica starts acting.
-                logging.shutdown()
-                os._exit(1)
+                last_renewed = self.renew(last_renewed)  # type: ignore[arg-type]
+                if last_renewed is None:
+                    self.on_lost()
+                    return
 
-        thread = threading.Thread(target=renew, name="leader-renew", daemon=True)
+        thread = threading.Thread(target=run, name="leader-renew", daemon=True)
         thread.start()
         return thread

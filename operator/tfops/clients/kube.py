@@ -12,6 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tfops import __version__
+from tfops.leader import LeaseUnavailable
 from tfops.model import GROUP, KIND, PLURAL, VERSION
 from tfops.owned import BY_KIND
 from tfops.timefmt import now_iso
@@ -302,3 +303,77 @@ class ApiSink:
     def status(self, changes: dict[str, Any]) -> None:
         meta = self.body["metadata"]
         patch_status(self.api, meta["namespace"], meta["name"], changes)
+
+
+class Leases:
+    """One coordination.k8s.io Lease, as tfops.leader's LeaseStore."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.api, self.namespace, self.name = api, namespace, name
+        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+    def _body(self, lease: dict[str, Any]) -> dict[str, Any]:
+        metadata = {"name": self.name, "namespace": self.namespace}
+        metadata.update({k: v for k, v in (lease.get("metadata") or {}).items() if v})
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": lease["spec"],
+        }
+
+    def _write(self, method: str, path: str, lease: dict[str, Any]) -> bool:
+        try:
+            _call(self.api, method, path, body=self._body(lease))
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise LeaseUnavailable(f"HTTP {error.status}: {error_message(error)}") from error
+        except Exception as error:  # urllib3 and ssl errors alike: it did not answer
+            raise LeaseUnavailable(_reason(error)) from error
+        return True
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            return dict(_call(self.api, "GET", f"{self.path}/{self.name}"))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise LeaseUnavailable(f"HTTP {error.status}: {error_message(error)}") from error
+        except Exception as error:
+            raise LeaseUnavailable(_reason(error)) from error
+
+    def create(self, lease: dict[str, Any]) -> bool:
+        return self._write("POST", self.path, lease)
+
+    def replace(self, lease: dict[str, Any]) -> bool:
+        return self._write("PUT", f"{self.path}/{self.name}", lease)
+
+
+def _modelserver_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+def read_modelserver(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """One ModelServer, or None when there is none."""
+    try:
+        return dict(_call(api, "GET", _modelserver_path(namespace, name)))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def json_patch_modelserver(
+    api: client.ApiClient, namespace: str, name: str, patch: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A JSON patch (with its `test` operations) of one ModelServer."""
+    return dict(
+        _call(
+            api,
+            "PATCH",
+            _modelserver_path(namespace, name),
+            body=patch,
+            content_type="application/json-patch+json",
+        )
+    )

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tfops.model import GROUP, LABEL_PATTERN, MAX_VERSION, NAME_PATTERN, PLURAL, VERSION
+from tfops.model import LABEL_PATTERN, MAX_VERSION, NAME_PATTERN, parse_spec
+from tfops.plan import Plan, make_plan
 from tfops.promotion import DONE, REFUSED, ROLLED_BACK, Configured, planned_steps, promoted_model
-from tfops.schema import matches
+from tfops.schema import SpecInvalid, matches
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -158,20 +159,20 @@ def promote_command(args: argparse.Namespace) -> int:
 
 
 def _api(namespace: str | None) -> tuple[Any, str]:
-    from kubernetes import client
-
     from tfops.clients import kube
 
     try:
         api = kube.api_client()
     except kube.NoCluster as error:
         raise Failed(EXIT_ERROR, str(error)) from error
-    return client.CustomObjectsApi(api), namespace or kube.default_namespace()
+    return api, namespace or kube.default_namespace()
 
 
 def _promote(args: argparse.Namespace, timeout: float) -> int:
     import urllib3
     from kubernetes.client.exceptions import ApiException
+
+    from tfops.clients import kube
 
     try:
         return _promote_on(args, timeout)
@@ -179,24 +180,25 @@ def _promote(args: argparse.Namespace, timeout: float) -> int:
         raise Failed(EXIT_ERROR, f"the cluster did not answer: {error}") from error
     except ApiException as error:
         raise Failed(
-            EXIT_ERROR, f"the cluster answered HTTP {error.status}: {_reason(error)}"
+            EXIT_ERROR, f"the cluster answered HTTP {error.status}: {kube.error_message(error)}"
         ) from error
 
 
 def _promote_on(args: argparse.Namespace, timeout: float) -> int:
     from kubernetes.client.exceptions import ApiException
 
-    custom, namespace = _api(args.namespace)
+    from tfops.clients import kube
+
+    api, namespace = _api(args.namespace)
     try:
-        body = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, args.modelserver
-        )
+        found = kube.read_modelserver(api, namespace, args.modelserver)
     except ApiException as error:
-        if error.status == 404:
-            raise Failed(
-                EXIT_USAGE, f"no ModelServer {args.modelserver!r} in namespace {namespace!r}"
-            ) from error
-        raise Failed(EXIT_ERROR, f"reading the ModelServer: {error.reason}") from error
+        raise Failed(
+            EXIT_ERROR, f"reading the ModelServer: HTTP {error.status}: {kube.error_message(error)}"
+        ) from error
+    if found is None:
+        raise Failed(EXIT_USAGE, f"no ModelServer {args.modelserver!r} in namespace {namespace!r}")
+    body = found
     models = body.get("spec", {}).get("models") or []
     index = next((i for i, m in enumerate(models) if m.get("name") == args.model), None)
     if index is None:
@@ -206,9 +208,10 @@ def _promote_on(args: argparse.Namespace, timeout: float) -> int:
         )
     current_raw = models[index]
     changed_raw = promoted_model(current_raw, args.version, args.label)
-    current = _configured(current_raw)
-    desired = _configured(changed_raw)
-    grace = float((body["spec"].get("promotion") or {}).get("graceSeconds", 30))
+    current, _ = _configured(body["spec"], index, "the ModelServer's spec")
+    changed_spec = {**body["spec"], "models": [*models[:index], changed_raw, *models[index + 1 :]]}
+    desired, plan = _configured(changed_spec, index, "the promoted spec")
+    grace = float(plan.promotion_grace_seconds)
 
     if args.validate is not None:
         _validate(args, body, current)
@@ -231,18 +234,11 @@ def _promote_on(args: argparse.Namespace, timeout: float) -> int:
         print(json.dumps(patch, indent=2))
         return EXIT_OK
     try:
-        updated = custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            args.modelserver,
-            patch,
-            _content_type="application/json-patch+json",
-        )
+        updated = kube.json_patch_modelserver(api, namespace, args.modelserver, patch)
     except ApiException as error:
         raise Failed(
-            EXIT_USAGE if error.status in (400, 409, 422) else EXIT_ERROR, _reason(error)
+            EXIT_USAGE if error.status in (400, 409, 422) else EXIT_ERROR,
+            kube.error_message(error),
         ) from error
     generation = int(updated["metadata"]["generation"])
     print(
@@ -252,7 +248,7 @@ def _promote_on(args: argparse.Namespace, timeout: float) -> int:
         flush=True,
     )
     return _follow(
-        custom,
+        api,
         namespace=namespace,
         name=args.modelserver,
         model=args.model,
@@ -262,23 +258,19 @@ def _promote_on(args: argparse.Namespace, timeout: float) -> int:
     )
 
 
-def _configured(raw_model: dict[str, Any]) -> Configured:
-    versions = (raw_model.get("versionPolicy") or {}).get("specific")
-    return Configured(
-        None if versions is None else tuple(sorted(int(v) for v in versions)),
-        tuple(sorted((str(k), int(v)) for k, v in (raw_model.get("versionLabels") or {}).items())),
-    )
-
-
-def _reason(error: Any) -> str:
+def _configured(spec_body: dict[str, Any], index: int, what: str) -> tuple[Configured, Plan]:
+    """What models.config says of the model at `index` under this spec, parsed and
+    planned as the operator would: a change it would refuse is refused here."""
     try:
-        return str(json.loads(error.body).get("message") or error.reason)
-    except (TypeError, ValueError):
-        return str(error.reason)
+        spec = parse_spec(spec_body)
+        plan = make_plan(spec)
+    except SpecInvalid as invalid:
+        raise Failed(EXIT_USAGE, f"{what} is invalid: {invalid}") from invalid
+    return Configured.of(spec.models[index]), plan
 
 
 def _follow(
-    custom: Any,
+    api: Any,
     *,
     namespace: str,
     name: str,
@@ -287,15 +279,12 @@ def _follow(
     generation: int,
     timeout: float,
 ) -> int:
+    from tfops.clients import kube
+
     progress = Progress(sys.stdout, time.monotonic())
     deadline = time.monotonic() + timeout
     while True:
-        status = (
-            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name).get(
-                "status"
-            )
-            or {}
-        )
+        status = (kube.read_modelserver(api, namespace, name) or {}).get("status") or {}
         verdict = _judge(status, model, desired, generation)
         if verdict.code is not None:
             progress.done(verdict.text)

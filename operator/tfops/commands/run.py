@@ -91,9 +91,7 @@ def run_operator(
         from tfops.leader import LeaderElector
 
         elector = LeaderElector(
-            kube.api_client(),
-            namespace=leader_election.namespace,
-            name=leader_election.name,
+            kube.Leases(kube.api_client(), leader_election.namespace, leader_election.name),
             identity=leader_election.identity,
         )
         elector.acquire()

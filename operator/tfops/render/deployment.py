@@ -7,12 +7,12 @@ from typing import Any
 
 from tfops import flags
 from tfops.model import MODEL_STORE, ModelServerSpec
+from tfops.owned import config_map_name
 from tfops.plan import (
     JEMALLOC_PATH,
     STARTUP_PROBE_PERIOD_SECONDS,
     Plan,
 )
-from tfops.owned import config_map_name
 from tfops.quantity import format_bytes, format_cpu
 from tfops.render.common import (
     CONFIG_DIR,
