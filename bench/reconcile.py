@@ -81,7 +81,7 @@ def manifest(name: str) -> dict[str, Any]:
 def raw_apply(api: client.ApiClient, namespace: str, name: str) -> float:
     """Server-side apply of the objects tfops renders, by a plain client."""
     spec = parse_spec(SPEC)
-    objects = render_all(Owner(name, namespace, "unused"), spec, make_plan(spec))
+    objects = render_all(Owner(name, namespace, "unused"), make_plan(spec))
     started = time.perf_counter()
     for obj in objects:
         obj["metadata"].pop("ownerReferences")  # no owner exists for the baseline

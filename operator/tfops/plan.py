@@ -20,6 +20,8 @@ from tfops.model import (
     DEFAULT_SERVING_VERSION,
     MAX_MEMORY,
     ModelServerSpec,
+    Probes,
+    Promotion,
 )
 from tfops.quantity import (
     GiB,
@@ -68,7 +70,6 @@ LOAD_RETRY_MAX_SECONDS = 60
 # time-out leaves TF Serving time to report the failure.
 FAILED_ATTEMPT_SECONDS = 10
 JEMALLOC_PATH = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-DEFAULT_PROMOTION_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ class MemoryPlan:
 
 @dataclass(frozen=True)
 class Plan:
+    """Everything the renderers and the reconcile need, derived once from the spec
+    (which it carries, for the parts used as written)."""
+
+    spec: ModelServerSpec
     image: str
     serving_version: tuple[int, ...]
     replicas: int
@@ -107,8 +112,10 @@ class Plan:
     jemalloc: bool = False
     # Version transitions (tfops.promotion): how long a retired version keeps
     # serving, and when a transition that is not done is rolled back.
-    promotion_grace_seconds: int = DEFAULT_PROMOTION_GRACE_SECONDS
+    promotion_grace_seconds: int = 0
     promotion_timeout_seconds: int = 0
+    liveness_period_seconds: int = 0
+    readiness_period_seconds: int = 0
 
     def knows_flag(self, flag: str) -> bool:
         return flags.knows(self.serving_version, flag)
@@ -302,7 +309,9 @@ def make_plan(spec: ModelServerSpec) -> Plan:
     threads = spec.threads
     gpu = spec.gpu
     budget = _startup_budget(spec)
+    probes = spec.probes or Probes()
     plan = Plan(
+        spec=spec,
         image=image,
         serving_version=version,
         replicas=spec.replicas,
@@ -322,13 +331,13 @@ def make_plan(spec: ModelServerSpec) -> Plan:
         version_poll_seconds=_version_poll(spec),
         load_retry_interval_seconds=max(1, min(LOAD_RETRY_MAX_SECONDS, budget // 10)),
         jemalloc=spec.allocator == "jemalloc",
+        liveness_period_seconds=probes.liveness_period_seconds,
+        readiness_period_seconds=probes.readiness_period_seconds,
     )
     timeout = spec.promotion.timeout_seconds if spec.promotion else None
     plan = dataclasses.replace(
         plan,
-        promotion_grace_seconds=(
-            spec.promotion.grace_seconds if spec.promotion else DEFAULT_PROMOTION_GRACE_SECONDS
-        ),
+        promotion_grace_seconds=(spec.promotion or Promotion()).grace_seconds,
         # By default a version may take as long to load as at start-up, plus the
         # polls that bring it to TF Serving's attention.
         promotion_timeout_seconds=timeout

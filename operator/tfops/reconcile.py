@@ -312,7 +312,7 @@ def _converge(
         live[owned.kind] = live_object(found[0] if found else None, remembered, now)
 
     pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
-    for desired in render_all(owner, spec, plan, serving):
+    for desired in render_all(owner, plan, serving):
         current = live.get(desired["kind"])
         if current is not None and current.get("metadata", {}).get("deletionTimestamp"):
             current = None

@@ -94,7 +94,7 @@ def test_batching_config_uses_wrapper_fields_as_tf_serving_reads_them() -> None:
             },
         }
     )
-    text = render_batching_config(spec, make_plan(spec))
+    text = render_batching_config(make_plan(spec))
     assert text is not None
     lines = text.splitlines()
     assert "max_batch_size {" in lines and "  value: 64" in lines
@@ -144,14 +144,15 @@ def model_specs(draw: st.DrawFn) -> dict[str, Any]:
 @given(model_specs())
 def test_every_valid_spec_renders_and_its_models_config_parses_back(raw: dict[str, Any]) -> None:
     spec = parse_spec(raw)
-    objects = render_all(Owner("fleet", "ns", "uid"), spec, make_plan(spec))
+    objects = render_all(Owner("fleet", "ns", "uid"), make_plan(spec))
     assert [o["kind"] for o in objects][:4] == [
         "ConfigMap",
         "Deployment",
         "Service",
         "PodDisruptionBudget",
     ]
-    parsed = _parse_with_tf_serving(objects[0]["data"]["models.config"])
+    (configmap,) = [obj for obj in objects if obj["kind"] == "ConfigMap"]
+    parsed = _parse_with_tf_serving(configmap["data"]["models.config"])
     configs = list(parsed.model_config_list.config)
     assert [(c.name, c.base_path) for c in configs] == [
         (m["name"], m["basePath"]) for m in raw["models"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfops.model import ModelSpec, parse_spec
 from tfops.commands.promote import _judge
+from tfops.model import ModelSpec, parse_spec
 from tfops.promotion import Configured, Seen, Settings, Step, planned_steps, promoted_model, step
 
 SETTINGS = Settings(grace_seconds=30, timeout_seconds=300)

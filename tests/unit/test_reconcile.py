@@ -1,13 +1,27 @@
-"""The reconcile's decisions without a cluster: the order objects are applied in,
-and what a failure tells the user."""
+"""The reconcile without a cluster: what it applies, in which order, what it
+reports, and what a failure tells the user (a fake writer and sink stand in for
+the API server; the integration tests run the same against a real one)."""
 
 from __future__ import annotations
 
+import copy
+import logging
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from tfops.reconcile import ApplyFailed, apply_phases, describe_failure
+from tfops.config import OperatorConfig
+from tfops.owned import BY_KIND, WATCHED_KINDS
+from tfops.reconcile import (
+    MODELSERVER_INDEX,
+    ApplyFailed,
+    apply_phases,
+    describe_failure,
+    first_difference,
+    reconcile,
+    trim,
+)
+from tfops.state import OperatorState
 
 
 def _item(kind: str, current: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None, None]:
@@ -54,3 +68,173 @@ def test_a_refused_apply_names_the_object_the_api_message_and_the_fix() -> None:
 def test_a_bug_is_reported_as_ours() -> None:
     reason, message, ours = describe_failure(TypeError("unsupported operand"))
     assert reason == "ReconcileFailed" and ours and "TypeError" in message
+
+
+# -- the whole reconcile, against a fake writer and sink --------------------------
+
+
+class FakeWriter:
+    """The API server's side of applies, as far as reconcile can tell."""
+
+    def __init__(self, refuse: set[str] | None = None) -> None:
+        self.refuse = refuse or set()
+        self.applied: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, str, str]] = []
+        self.handed_over: list[dict[str, Any]] = []
+        self.version = 100
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] in self.refuse:
+            error = ApiException(status=422, reason="Unprocessable Entity")
+            error.body = '{"message": "admission webhook denied the request"}'
+            raise error
+        self.version += 1
+        live = copy.deepcopy(obj)
+        live["metadata"]["resourceVersion"] = str(self.version)
+        self.applied.append(live)
+        return live
+
+    def hand_over(self, obj: dict[str, Any], manager: str) -> None:
+        self.handed_over.append(obj)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        self.deleted.append((kind, namespace, name))
+        return True
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.status_writes: list[dict[str, Any]] = []
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        self.events.append((kind, reason, message))
+
+    def status(self, changes: dict[str, Any]) -> None:
+        self.status_writes.append(changes)
+
+
+SPEC = {
+    "modelStorage": {"claimName": "models"},
+    "models": [{"name": "ranker", "basePath": "/models/ranker", "size": "100Mi"}],
+}
+
+
+def _body(spec: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "search", "namespace": "ml", "uid": "u-1", "generation": generation},
+        "spec": copy.deepcopy(spec or SPEC),
+    }
+
+
+def _indexes(objects: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], list[Any]]]:
+    """kopf's indexes as the watches would fill them with these objects."""
+    indexes: dict[str, dict[tuple[str, str], list[Any]]] = {
+        owned.index: {} for owned in WATCHED_KINDS
+    }
+    indexes[MODELSERVER_INDEX] = {}
+    for obj in objects:
+        indexes[BY_KIND[obj["kind"]].index].setdefault(("ml", "search"), []).append(trim(obj))
+    return indexes
+
+
+def _state() -> OperatorState:
+    return OperatorState(config=OperatorConfig(serving_url_template=""))
+
+
+def _reconcile(
+    state: OperatorState, body: dict[str, Any], writer: FakeWriter, indexes: Any
+) -> FakeSink:
+    sink = FakeSink()
+    reconcile(
+        state, body, sink, logging.getLogger("test"), indexes=indexes, trigger="t", writer=writer
+    )
+    return sink
+
+
+def _ready(status_writes: list[dict[str, Any]]) -> dict[str, Any]:
+    conditions = [c for w in status_writes for c in w.get("conditions") or []]
+    return [c for c in conditions if c["type"] == "Ready"][-1]
+
+
+def test_a_new_modelserver_creates_its_objects_deployment_first_and_reports() -> None:
+    writer, state = FakeWriter(), _state()
+    sink = _reconcile(state, _body(), writer, _indexes([]))
+    kinds = [obj["kind"] for obj in writer.applied]
+    assert kinds[0] == "Deployment"
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
+    assert [e[1] for e in sink.events] == ["Created"]
+    assert _ready(sink.status_writes)["status"] == "False"
+
+
+def test_an_unchanged_fleet_is_neither_applied_nor_reported_again() -> None:
+    writer, state = FakeWriter(), _state()
+    first = _reconcile(state, _body(), writer, _indexes([]))
+    live = list(writer.applied)
+    writer.applied.clear()
+    body = _body()
+    body["status"] = {k: v for w in first.status_writes for k, v in w.items()}
+    sink = _reconcile(_state(), body, writer, _indexes(live))
+    assert writer.applied == [] and sink.status_writes == [] and sink.events == []
+
+
+def test_drift_in_one_object_reapplies_only_that_object_naming_the_field() -> None:
+    writer, state = FakeWriter(), _state()
+    _reconcile(state, _body(), writer, _indexes([]))
+    live = copy.deepcopy(writer.applied)
+    writer.applied.clear()
+    service = next(obj for obj in live if obj["kind"] == "Service")
+    service["spec"]["ports"][0]["port"] = 9999
+    sink = _reconcile(_state(), _body(), writer, _indexes(live))
+    assert [obj["kind"] for obj in writer.applied] == ["Service"]
+    ((_, reason, message),) = sink.events
+    assert reason == "Updated" and "spec.ports[0].port differed" in message
+
+
+def test_a_refused_deployment_creates_nothing_else_and_backs_off() -> None:
+    writer, state = FakeWriter(refuse={"Deployment"}), _state()
+    sink = _reconcile(state, _body(), writer, _indexes([]))
+    assert writer.applied == []
+    ready = _ready(sink.status_writes)
+    assert ready["reason"] == "ApplyFailed" and "admission webhook denied" in ready["message"]
+    assert [e[1] for e in sink.events] == ["ApplyFailed"]
+    # Tried again at once, the same generation waits out its back-off...
+    writer.refuse.clear()
+    _reconcile(state, _body(), writer, _indexes([]))
+    assert writer.applied == []
+    # ...and a new generation does not.
+    _reconcile(state, _body(generation=2), writer, _indexes([]))
+    assert writer.applied
+
+
+def test_an_invalid_spec_is_reported_and_nothing_is_written() -> None:
+    writer = FakeWriter()
+    bad = {**SPEC, "replicas": -1}
+    sink = _reconcile(_state(), _body(bad), writer, _indexes([]))
+    assert writer.applied == []
+    ready = _ready(sink.status_writes)
+    assert ready["reason"] == "InvalidSpec" and "spec.replicas" in ready["message"]
+
+
+def test_turning_autoscaling_off_deletes_the_hpa_after_handing_over_replicas() -> None:
+    scaled = {**SPEC, "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}
+    writer, state = FakeWriter(), _state()
+    _reconcile(state, _body(scaled), writer, _indexes([]))
+    live = list(writer.applied)
+    assert "HorizontalPodAutoscaler" in [obj["kind"] for obj in live]
+    _reconcile(_state(), _body(), writer, _indexes(live))
+    assert writer.deleted == [("HorizontalPodAutoscaler", "ml", "search")]
+
+
+def test_first_difference_names_the_first_rendered_field_that_differs() -> None:
+    desired = {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}}
+    assert first_difference(desired, desired) is None
+    # Fields the apiserver defaulted (or other managers own) are not compared.
+    assert first_difference(desired, {"spec": {**desired["spec"], "extra": 1}}) is None
+    assert first_difference(desired, {"spec": {"ports": []}}) == "spec.replicas"
+    assert first_difference(desired, {"spec": {"replicas": 2, "ports": [{"port": 80}]}}) == (
+        "spec.ports"
+    )
+    changed = {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 9}]}}
+    assert first_difference(desired, changed) == "spec.ports[1].port"
+    assert first_difference(desired, {"spec": "x"}) == "spec"

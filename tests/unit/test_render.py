@@ -23,7 +23,12 @@ def _render(example: str) -> list[dict[str, Any]]:
     manifest = yaml.safe_load((REPO / "examples" / f"{example}.yaml").read_text())
     spec = parse_spec(manifest["spec"])
     owner = Owner(manifest["metadata"]["name"], "ml", "00000000-0000-0000-0000-000000000001")
-    return render_all(owner, spec, make_plan(spec))
+    return render_all(owner, make_plan(spec))
+
+
+def _kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [obj for obj in objects if obj["kind"] == kind]
+    return found
 
 
 def test_every_example_has_a_golden_file() -> None:
@@ -50,31 +55,19 @@ def test_rendered_objects_match_the_golden_file(example: str, update_golden: boo
 def _flags(**spec: Any) -> list[str]:
     parsed = parse_spec({"models": [{"name": "m", "basePath": "gs://b/m"}], **spec})
     plan = make_plan(parsed)
-    return render_flags(plan, render_config_files(parsed, plan))
+    return render_flags(plan, render_config_files(plan))
 
 
 def test_never_renders_a_flag_the_image_does_not_know() -> None:
     assert "--enable_grpc_healthcheck_service=true" in _flags()
     old = _flags(image="tensorflow/serving:2.14.0")
     assert not any(f.startswith("--enable_grpc_healthcheck_service") for f in old)
-    objects = render_all(
-        Owner("m", "ml", "u"),
-        parse_spec(
-            {
-                "models": [{"name": "m", "basePath": "gs://b/m"}],
-                "image": "tensorflow/serving:2.14.0",
-            }
-        ),
-        make_plan(
-            parse_spec(
-                {
-                    "models": [{"name": "m", "basePath": "gs://b/m"}],
-                    "image": "tensorflow/serving:2.14.0",
-                }
-            )
-        ),
-    )
-    container = objects[1]["spec"]["template"]["spec"]["containers"][0]
+    old_spec = {
+        "models": [{"name": "m", "basePath": "gs://b/m"}],
+        "image": "tensorflow/serving:2.14.0",
+    }
+    objects = render_all(Owner("m", "ml", "u"), make_plan(parse_spec(old_spec)))
+    container = _kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     # Without the gRPC health service, probes fall back to the port opening.
     assert container["readinessProbe"]["tcpSocket"] == {"port": 8500}
 
@@ -97,7 +90,8 @@ def test_batching_settings_restart_pods_but_model_changes_do_not() -> None:
             "resources": {"limits": {"memory": "2Gi"}},
         }
         parsed = parse_spec({**base, **spec})
-        return render_all(Owner("m", "ml", "u"), parsed, make_plan(parsed))[1]["spec"]["template"]
+        deployment = _kind(render_all(Owner("m", "ml", "u"), make_plan(parsed)), "Deployment")
+        return deployment["spec"]["template"]
 
     plain = template()
     more_models = template(

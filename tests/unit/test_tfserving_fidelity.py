@@ -24,7 +24,8 @@ from tfops.render.configmap import MODELS_FILE, parse_models_config, render_mode
 
 def _rendered(spec: ModelServerSpec) -> tuple[list[str], str]:
     """(container args, models.config) as the operator applies them."""
-    configmap, deployment = render_all(Owner("f", "ml", "u"), spec, make_plan(spec))[:2]
+    objects = {obj["kind"]: obj for obj in render_all(Owner("f", "ml", "u"), make_plan(spec))}
+    configmap, deployment = objects["ConfigMap"], objects["Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container["args"], configmap["data"][MODELS_FILE]
 

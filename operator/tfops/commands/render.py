@@ -80,7 +80,7 @@ def render_manifest(manifest: dict[str, Any], namespace: str | None) -> list[dic
         raise Invalid(f"ModelServer {name}: {invalid}") from invalid
     target = namespace or meta.get("namespace") or "default"
     uid = str(meta.get("uid") or PLACEHOLDER_UID)
-    return render_all(Owner(str(name), str(target), uid), spec, plan)
+    return render_all(Owner(str(name), str(target), uid), plan)
 
 
 def render_command(args: argparse.Namespace) -> int:

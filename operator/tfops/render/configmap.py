@@ -75,8 +75,8 @@ def parse_models_config(text: str) -> dict[str, Configured]:
     return served
 
 
-def render_batching_config(spec: ModelServerSpec, plan: Plan) -> str | None:
-    batching = spec.batching
+def render_batching_config(plan: Plan) -> str | None:
+    batching = plan.spec.batching
     if batching is None:
         return None
     params = BatchingParameters()
@@ -113,11 +113,11 @@ def render_session_config(plan: Plan) -> str | None:
 
 
 def render_config_files(
-    spec: ModelServerSpec, plan: Plan, serving: Mapping[str, Configured] | None = None
+    plan: Plan, serving: Mapping[str, Configured] | None = None
 ) -> dict[str, str]:
     files = {
-        MODELS_FILE: render_models_config(spec, serving),
-        BATCHING_FILE: render_batching_config(spec, plan),
+        MODELS_FILE: render_models_config(plan.spec, serving),
+        BATCHING_FILE: render_batching_config(plan),
         MONITORING_FILE: render_monitoring_config(plan),
         SESSION_FILE: render_session_config(plan),
     }

@@ -72,7 +72,7 @@ def render_flags(plan: Plan, files: dict[str, str]) -> list[str]:
     return flags.render(plan.serving_version, values)
 
 
-def _probes(spec: ModelServerSpec, plan: Plan) -> dict[str, Any]:
+def _probes(plan: Plan) -> dict[str, Any]:
     # TF Serving opens its ports only after every configured model has loaded,
     # so "the gRPC health service answers" means "the initial load is done"
     # without naming a model (a model change then needs no pod change). Whether
@@ -83,9 +83,6 @@ def _probes(spec: ModelServerSpec, plan: Plan) -> dict[str, Any]:
             return {"grpc": {"port": GRPC_PORT}}
         return {"tcpSocket": {"port": GRPC_PORT}}
 
-    probes = spec.probes
-    liveness_period = probes.liveness_period_seconds if probes else 10
-    readiness_period = probes.readiness_period_seconds if probes else 5
     return {
         # Liveness and readiness wait for this one: a long load is never killed.
         "startupProbe": {
@@ -98,13 +95,13 @@ def _probes(spec: ModelServerSpec, plan: Plan) -> dict[str, Any]:
         },
         "readinessProbe": {
             **check(),
-            "periodSeconds": readiness_period,
+            "periodSeconds": plan.readiness_period_seconds,
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
         "livenessProbe": {
             **check(),
-            "periodSeconds": liveness_period,
+            "periodSeconds": plan.liveness_period_seconds,
             "timeoutSeconds": 10,
             "failureThreshold": 6,
         },
@@ -134,9 +131,8 @@ def _model_volume(spec: ModelServerSpec) -> dict[str, Any] | None:
     return {"name": "models", **(storage.volume or {})}
 
 
-def render_deployment(
-    owner: Owner, spec: ModelServerSpec, plan: Plan, files: dict[str, str]
-) -> dict[str, Any]:
+def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[str, Any]:
+    spec = plan.spec
     resources: dict[str, dict[str, str]] = {
         "requests": {
             "cpu": format_cpu(plan.cpu_request),
@@ -198,7 +194,7 @@ def render_deployment(
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        **_probes(spec, plan),
+        **_probes(plan),
     }
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner)},

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tfops.model import ModelServerSpec
 from tfops.plan import Plan
 from tfops.promotion import Configured
 from tfops.render.common import Owner
@@ -17,21 +16,18 @@ from tfops.render.service import render_service
 
 
 def render_all(
-    owner: Owner,
-    spec: ModelServerSpec,
-    plan: Plan,
-    serving: Mapping[str, Configured] | None = None,
+    owner: Owner, plan: Plan, serving: Mapping[str, Configured] | None = None
 ) -> list[dict[str, Any]]:
     """The desired owned objects, in the order they should be applied (the
     ConfigMap before the Deployment that mounts it). `serving`: the versions and
     labels of models in the middle of a transition."""
-    files = render_config_files(spec, plan, serving)
+    files = render_config_files(plan, serving)
     objects = [
         render_configmap(owner, files),
-        render_deployment(owner, spec, plan, files),
+        render_deployment(owner, plan, files),
         render_service(owner),
         render_pdb(owner),
     ]
-    if spec.autoscaling is not None:
-        objects.append(render_hpa(owner, spec.autoscaling))
+    if plan.spec.autoscaling is not None:
+        objects.append(render_hpa(owner, plan.spec.autoscaling))
     return objects
