@@ -36,6 +36,7 @@ crds: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd operator && ../$(BIN)/lint-imports --config ../pyproject.toml
 
 format: $(INSTALLED)
 	$(BIN)/ruff format .

@@ -3,7 +3,6 @@ the promotion steps and status reason about."""
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass
 
 
@@ -18,10 +17,6 @@ class VersionStatus:
     def failed(self) -> bool:
         # A failed load ends in END with a non-OK status.
         return self.state == "END" and self.error_code not in ("OK", "", "0")
-
-
-def model_status_url(base_url: str, model: str) -> str:
-    return f"{base_url.rstrip('/')}/v1/models/{urllib.parse.quote(model, safe='')}"
 
 
 def parse_model_status(payload: dict[str, object]) -> list[VersionStatus]:

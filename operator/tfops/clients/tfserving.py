@@ -8,7 +8,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from tfops.model_status import VersionStatus, model_status_url, parse_model_status
+from tfops.model_status import VersionStatus, parse_model_status
+
+
+def model_status_url(base_url: str, model: str) -> str:
+    return f"{base_url.rstrip('/')}/v1/models/{urllib.parse.quote(model, safe='')}"
 
 
 class ServingUnreachable(RuntimeError):
