@@ -12,155 +12,9 @@ import yaml
 
 from tfops.model import GROUP, KIND, NAME_RULE, PLURAL, VERSION, ModelServerSpec
 from tfops.schema import openapi_schema
+from tfops.status_model import status_schema
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
-
-
-def _condition_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["type", "status", "reason", "message", "lastTransitionTime"],
-        "properties": {
-            "type": {
-                "type": "string",
-                "description": "Ready, Progressing, Degraded or MemoryLeakSuspected.",
-            },
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": {"type": "string", "description": "CamelCase reason for the status."},
-            "message": {"type": "string", "description": "What is going on and what to do."},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-            "observedGeneration": {"type": "integer", "format": "int64"},
-        },
-    }
-
-
-def _status_schema() -> dict[str, Any]:
-    def integer(description: str) -> dict[str, Any]:
-        return {"type": "integer", "format": "int64", "description": description}
-
-    def string(description: str) -> dict[str, Any]:
-        return {"type": "string", "description": description}
-
-    version_state = {
-        "type": "object",
-        "properties": {
-            "version": integer("Version number."),
-            "state": string(
-                "TF Serving's state on every ready pod when they agree "
-                "(START, LOADING, AVAILABLE, UNLOADING, END), else Mixed."
-            ),
-            "availablePods": integer("Ready pods on which this version is AVAILABLE."),
-            "error": string("TF Serving's error when the load failed."),
-        },
-    }
-    return {
-        "type": "object",
-        "description": "Observed state, written by the operator.",
-        # Room for fields later tfops versions add, kept across downgrades.
-        "x-kubernetes-preserve-unknown-fields": True,
-        "properties": {
-            "observedGeneration": integer("The spec generation this status describes."),
-            "conditions": {
-                "type": "array",
-                "items": _condition_schema(),
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-            "replicas": integer("Pods of the current and older revisions."),
-            "readyReplicas": integer("Ready pods."),
-            "replicasSummary": string("ready/desired pods, for kubectl get."),
-            "modelsSummary": string("Available/configured model versions, for kubectl get."),
-            "models": {
-                "type": "array",
-                "description": "Per model: the versions TF Serving reports on the ready pods.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": string("Model name."),
-                        "versions": {"type": "array", "items": version_state},
-                        "labels": {"type": "object", "additionalProperties": {"type": "integer"}},
-                    },
-                },
-            },
-            "effective": {
-                "type": "object",
-                "description": "Settings tfops derived; what the pods actually run with.",
-                "properties": {
-                    "image": string("Serving image."),
-                    "memoryRequest": string("Memory request per pod."),
-                    "memoryLimit": string("Memory limit per pod."),
-                    "memoryBasis": string(
-                        "Where the memory came from: declared sizes, spec.resources or default."
-                    ),
-                    "cpuRequest": string("CPU request per pod."),
-                    "cpuLimit": string("CPU limit per pod."),
-                    "intraOpThreads": integer("--tensorflow_intra_op_parallelism."),
-                    "interOpThreads": integer("--tensorflow_inter_op_parallelism."),
-                    "restThreads": integer("--rest_api_num_threads."),
-                    "grpcMaxThreads": integer("--grpc_max_threads."),
-                    "batchThreads": integer("Batching threads."),
-                    "startupBudgetSeconds": integer("How long the first load may take."),
-                    "versionPollSeconds": integer("--file_system_poll_wait_seconds."),
-                    "loadRetries": integer("--max_num_load_retries."),
-                    "loadRetryIntervalSeconds": integer("--load_retry_interval_micros, in s."),
-                    "failureReportSeconds": integer(
-                        "How long TF Serving may take to report a broken version as END."
-                    ),
-                    "promotionTimeoutSeconds": integer(
-                        "When an unfinished version change is rolled back."
-                    ),
-                    "gpuMemoryFraction": {
-                        "type": "number",
-                        "description": "--per_process_gpu_memory_fraction.",
-                    },
-                },
-            },
-            "memoryGuard": {
-                "type": "object",
-                "description": "What the memory guard did.",
-                "properties": {
-                    "restartsTotal": integer("Leaking pods restarted since creation."),
-                    "restarts": {
-                        "type": "array",
-                        "description": "The most recent leak restarts.",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "pod": string("The restarted pod."),
-                                "time": {"type": "string", "format": "date-time"},
-                                "action": string(
-                                    "evict (Eviction API) or rollout (a replacement first)."
-                                ),
-                                "slopeMiBPerMinute": {
-                                    "type": "number",
-                                    "description": "Rise of its memory.",
-                                },
-                                "projectedSecondsToOOM": integer("How far off its OOM was."),
-                                "usagePercent": {
-                                    "type": "number",
-                                    "description": "Share of its limit in use.",
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-            "oomKills": {
-                "type": "object",
-                "description": "Containers the kernel killed for exceeding their memory limit.",
-                "properties": {
-                    "total": integer("OOM kills seen since the ModelServer was created."),
-                    "lastPod": string("Pod of the most recent OOM kill."),
-                    "lastTime": {"type": "string", "format": "date-time"},
-                    "seen": {
-                        "type": "array",
-                        "description": "Recent kills already counted (pod/finish time).",
-                        "items": {"type": "string"},
-                    },
-                },
-            },
-        },
-    }
 
 
 def render_crd() -> dict[str, Any]:
@@ -238,7 +92,7 @@ def render_crd() -> dict[str, Any]:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
-                                "status": _status_schema(),
+                                "status": status_schema(),
                             },
                         }
                     },

@@ -103,3 +103,8 @@ def human_bytes(value: float) -> str:
         if abs(value) >= factor:
             return f"{value / factor:.3g} {suffix}"
     return f"{value:.0f} B"
+
+
+def mib_per_minute(bytes_per_second: float) -> float:
+    """A memory growth rate as people read it."""
+    return bytes_per_second * 60 / MiB

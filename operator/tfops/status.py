@@ -15,6 +15,7 @@ from tfops.promotion import IN_FLIGHT, REFUSED, ROLLED_BACK, Configured
 from tfops.quantity import format_bytes, format_cpu
 from tfops.render.common import CONTAINER_NAME
 from tfops.schema import SpecInvalid
+from tfops.status_model import OWNED_KEYS
 from tfops.timefmt import epoch
 
 # How many counted OOM kills we remember, to count each one once.
@@ -248,7 +249,7 @@ def _refused_status(
         Condition("Degraded", False, reason, "The running fleet was not changed."),
     ]
     # Keep what we last knew of the running fleet.
-    status = {key: previous[key] for key in _OWNED_KEYS if key in previous}
+    status = {key: previous[key] for key in OWNED_KEYS if key in previous}
     status["observedGeneration"] = generation
     status["conditions"] = merge_conditions(previous.get("conditions"), conditions, generation, now)
     return status
@@ -536,28 +537,13 @@ def compute_status(
     return status
 
 
-_OWNED_KEYS = (
-    "promotions",
-    "memoryGuard",
-    "observedGeneration",
-    "conditions",
-    "replicas",
-    "readyReplicas",
-    "replicasSummary",
-    "modelsSummary",
-    "models",
-    "effective",
-    "oomKills",
-)
-
-
 def status_patch(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """The merge patch turning `previous` into `current` for the keys we own; empty
     when nothing changed, so an unchanged fleet costs no write."""
     patch: dict[str, Any] = {
         key: value for key, value in current.items() if previous.get(key) != value
     }
-    for key in _OWNED_KEYS:
+    for key in OWNED_KEYS:
         if key in previous and key not in current:
             patch[key] = None
     return patch

@@ -10,6 +10,7 @@ import yaml
 
 from tests.conftest import REPO
 from tfops.crd import render_crd, to_yaml
+from tfops.status_model import OWNED_KEYS
 
 CRD_FILE = REPO / "crds" / "modelservers.serving.tfops.dev.yaml"
 
@@ -59,3 +60,14 @@ def test_every_cel_rule_carries_a_message() -> None:
     every = rules(crd)
     assert len(every) >= 15
     assert all(rule.get("message") for rule in every)
+
+
+def test_every_status_field_has_a_description_for_kubectl_explain() -> None:
+    root = render_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    assert _walk(root["status"], "status") == []
+
+
+def test_the_status_model_owns_every_key_compute_status_writes() -> None:
+    from tests.unit.test_status import full_status
+
+    assert set(full_status()) <= set(OWNED_KEYS)

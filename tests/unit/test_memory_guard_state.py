@@ -134,10 +134,10 @@ def test_only_the_cap_and_the_back_off_count_as_held() -> None:
 
 
 def test_prometheus_selectors_quote_names_as_promql_strings() -> None:
-    from tfops.clients.memory_sources import _selector
+    from tfops.clients.memory_sources import prometheus_selector
 
-    assert _selector("ml", '"search-abc-x"') == (
+    assert prometheus_selector("ml", '"search-abc-x"') == (
         '{namespace="ml",pod="search-abc-x",container="tensorflow-serving"}'
     )
     # A hostile namespace stays a string literal.
-    assert '\\"' in _selector('a"b', '"p"')
+    assert '\\"' in prometheus_selector('a"b', '"p"')

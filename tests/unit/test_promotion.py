@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfops.commands.promote import _judge
+from tfops.commands.promote import judge
 from tfops.model import ModelSpec, parse_spec
 from tfops.promotion import Configured, Seen, Settings, Step, planned_steps, promoted_model, step
 
@@ -210,9 +210,9 @@ def _status(step: str, *, generation: int = 5, ready: str = "True") -> dict[str,
 
 def test_promote_follows_status_to_a_verdict() -> None:
     desired = Configured((48,), (("stable", 48),))
-    assert _judge(_status("Loading", generation=4), "ranker", desired, 5).code is None
-    assert _judge(_status("Loading", ready="False"), "ranker", desired, 5).code is None
-    assert _judge(_status("Done"), "ranker", desired, 5).code == 0
-    assert _judge(_status("Done", ready="False"), "ranker", desired, 5).code is None
-    failed = _judge(_status("RolledBack", ready="False"), "ranker", desired, 5)
+    assert judge(_status("Loading", generation=4), "ranker", desired, 5).code is None
+    assert judge(_status("Loading", ready="False"), "ranker", desired, 5).code is None
+    assert judge(_status("Done"), "ranker", desired, 5).code == 0
+    assert judge(_status("Done", ready="False"), "ranker", desired, 5).code is None
+    failed = judge(_status("RolledBack", ready="False"), "ranker", desired, 5)
     assert failed.code == 3 and "boom" in failed.text

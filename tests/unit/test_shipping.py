@@ -321,7 +321,7 @@ def test_argocd_health_follows_the_conditions(obj: dict, expected: str) -> None:
 
 
 def test_every_relative_link_in_the_docs_resolves() -> None:
-    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    pages = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
     broken = []
     for page in pages:
         text = re.sub(r"`[^`]*`", "", page.read_text())  # code is not a link

@@ -252,3 +252,26 @@ def test_tf_serving_exiting_at_start_up_is_reported_with_its_log() -> None:
     degraded = _condition(status, "Degraded")
     assert degraded["reason"] == "ServingExited"
     assert "exited with code 255" in degraded["message"] and "version 48" in degraded["message"]
+
+
+def full_status() -> dict[str, Any]:
+    """A status with every part the operator writes: models, effective settings, an
+    OOM kill, a promotion and the memory guard's restarts."""
+    promotion = {"model": "ranker", "step": "Done", "generation": 3, "startedAt": T0}
+    restart = {"pod": "c", "time": T0, "action": "evict", "slopeMiBPerMinute": 48.0}
+    return _status(
+        Observation(
+            _deployment(),
+            [_pod("a", oom_at=T0), _pod("b")],
+            {"a": AVAILABLE, "b": AVAILABLE},
+            models_checked=True,
+            promotions=[promotion],
+            guard_restarts=[restart],
+            guard_restarts_total=1,
+        )
+    )
+
+
+def test_a_full_status_carries_every_part() -> None:
+    status = full_status()
+    assert {"models", "effective", "oomKills", "promotions", "memoryGuard"} <= set(status)

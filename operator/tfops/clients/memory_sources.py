@@ -70,7 +70,7 @@ class MetricsServerSource:
         return []
 
 
-def _selector(namespace: str, pod: str) -> str:
+def prometheus_selector(namespace: str, pod: str) -> str:
     def quoted(value: str) -> str:
         return json.dumps(value)  # a PromQL string literal, escaped
 
@@ -103,7 +103,9 @@ class PrometheusSource:
 
     def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]:
         # Pods of the fleet are named <modelserver>-<hash>-<suffix>.
-        selector = _selector(namespace, "~" + json.dumps(f"{modelserver}-[a-z0-9]+-[a-z0-9]+"))
+        selector = prometheus_selector(
+            namespace, "~" + json.dumps(f"{modelserver}-[a-z0-9]+-[a-z0-9]+")
+        )
         values = self._query("/api/v1/query", {"query": f"max by (pod) ({METRIC}{selector})"})
         # An instant query answers at its own time: ask when each sample was scraped,
         # so one scrape counts once however often we ask.
@@ -126,7 +128,7 @@ class PrometheusSource:
         step = max(step, (end - start) / MAX_POINTS, 1.0)
         if end - start < step:
             return []
-        query = f"max({METRIC}{_selector(namespace, json.dumps(pod))})"
+        query = f"max({METRIC}{prometheus_selector(namespace, json.dumps(pod))})"
         result = self._query(
             "/api/v1/query_range",
             {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"},

@@ -13,6 +13,7 @@ from typing import Any
 from tfops.memory.detector import DetectorSettings, Verdict
 from tfops.memory.policy import PolicySettings
 from tfops.memory.replay import TraceError, read_trace, replay_summary
+from tfops.quantity import mib_per_minute
 
 
 def register(commands: Any) -> None:
@@ -64,7 +65,7 @@ def _describe(verdict: Verdict) -> str:
         return f"healthy ({verdict.reason})"
     assert verdict.seconds_to_limit is not None
     return (
-        f"LEAKING {verdict.slope * 60 / 2**20:.1f} MiB/min, limit in "
+        f"LEAKING {mib_per_minute(verdict.slope):.1f} MiB/min, limit in "
         f"{verdict.seconds_to_limit / 60:.1f} min ({verdict.reason})"
     )
 

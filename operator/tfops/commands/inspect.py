@@ -13,9 +13,7 @@ from typing import Any
 from tfops import signatures
 from tfops.model import parse_spec
 from tfops.plan import make_plan
-from tfops.quantity import format_bytes, human_bytes
-
-MiB = 2**20
+from tfops.quantity import MiB, format_bytes, human_bytes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

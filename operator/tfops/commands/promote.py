@@ -285,7 +285,7 @@ def _follow(
     deadline = time.monotonic() + timeout
     while True:
         status = (kube.read_modelserver(api, namespace, name) or {}).get("status") or {}
-        verdict = _judge(status, model, desired, generation)
+        verdict = judge(status, model, desired, generation)
         if verdict.code is not None:
             progress.done(verdict.text)
             return verdict.code
@@ -305,7 +305,7 @@ class Verdict:
     text: str
 
 
-def _judge(status: dict[str, Any], model: str, desired: Configured, generation: int) -> Verdict:
+def judge(status: dict[str, Any], model: str, desired: Configured, generation: int) -> Verdict:
     """Where the promotion stands, from the ModelServer's status. Pure."""
     if int(status.get("observedGeneration", 0)) < generation:
         return Verdict(None, "waiting for the operator to see the change")

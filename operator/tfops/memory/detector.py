@@ -16,8 +16,12 @@ So, for each of a few window lengths:
 4. Consistency: the envelope must rise in every third of the window, at a rate
    comparable to the whole. A step (new version, new model) rises in one third
    only; a warm-up ramp that flattens has a flat last third.
+5. Memory is not given back: looking back several windows, the floor must never
+   have dropped by more than half the window's rise (a cache's floor does).
+6. Relevance: a window speaks only for leaks that reach the limit within a few
+   window lengths, and only once enough history lies past the warm-up.
 
-A window that passes all four is a leak; its slope projects the time until the
+A window that passes all six is a leak; its slope projects the time until the
 limit. Every threshold is relative (fractions, time), none is in bytes, so
 scaling a trace's units does not change a verdict.
 """
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from dataclasses import dataclass
+
+from tfops.quantity import mib_per_minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,17 @@ class Verdict:
     reason: str
 
 
+def keep_interval_floor(kept: MutableSequence[Sample], sample: Sample, interval: float) -> None:
+    """Append `sample`, or let it replace the last kept one when both fall in the
+    same interval and it is lower: each interval's lowest sample, which is all the
+    envelope of a long window looks at."""
+    last = kept[-1] if kept else None
+    if last is None or last.seconds // interval != sample.seconds // interval:
+        kept.append(sample)
+    elif sample.working_set < last.working_set:
+        kept[-1] = sample
+
+
 class History:
     """A pod's samples as the detector needs them, in bounded memory: raw for the
     last `raw_seconds`, older ones reduced to each minute's lowest sample (all the
@@ -97,15 +114,7 @@ class History:
     def add(self, sample: Sample) -> None:
         self.raw.append(sample)
         while self.raw and self.raw[0].seconds < sample.seconds - self.raw_seconds:
-            old = self.raw.popleft()
-            last = self.coarse[-1] if self.coarse else None
-            same_minute = last is not None and (
-                last.seconds // self.coarse_seconds == old.seconds // self.coarse_seconds
-            )
-            if not same_minute:
-                self.coarse.append(old)
-            elif old.working_set < last.working_set:
-                self.coarse[-1] = old
+            keep_interval_floor(self.coarse, self.raw.popleft(), self.coarse_seconds)
         while self.coarse and self.coarse[0].seconds < sample.seconds - self.keep:
             self.coarse.popleft()
 
@@ -274,5 +283,6 @@ def repeated_oom_verdict(
         slope,
         remaining / slope,
         usage,
-        f"OOM-killed {len(oom_slopes)} times while growing about {slope * 60 / 2**20:.1f} MiB/min",
+        f"OOM-killed {len(oom_slopes)} times while growing about "
+        f"{mib_per_minute(slope):.1f} MiB/min",
     )

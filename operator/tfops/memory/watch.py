@@ -15,10 +15,12 @@ from tfops.memory.detector import (
     Verdict,
     growth_slope,
     judge,
+    keep_interval_floor,
     repeated_oom_verdict,
 )
 from tfops.memory.policy import LeakTracker, PolicySettings
 from tfops.model import MemoryGuard
+from tfops.quantity import mib_per_minute
 from tfops.render.common import MANAGED_BY, Owner
 
 OOM_SLOPES_KEPT = 5
@@ -106,7 +108,7 @@ def restart_record(pod: str, verdict: Verdict, action: str, when: str) -> dict[s
         "pod": pod,
         "time": when,
         "action": action,
-        "slopeMiBPerMinute": round(verdict.slope * 60 / 2**20, 1),
+        "slopeMiBPerMinute": round(mib_per_minute(verdict.slope), 1),
         "projectedSecondsToOOM": None
         if verdict.seconds_to_limit is None
         else round(verdict.seconds_to_limit),
@@ -117,7 +119,7 @@ def restart_record(pod: str, verdict: Verdict, action: str, when: str) -> dict[s
 def describe_leak(pod: str, verdict: Verdict) -> str:
     minutes = (verdict.seconds_to_limit or 0) / 60
     return (
-        f"Pod {pod} is leaking {verdict.slope * 60 / 2**20:.1f} MiB/min "
+        f"Pod {pod} is leaking {mib_per_minute(verdict.slope):.1f} MiB/min "
         f"({100 * verdict.usage_fraction:.0f}% of its limit); it would reach the limit in "
         f"about {minutes:.0f} min"
     )
@@ -136,12 +138,10 @@ def checkpoint_pod(watch: PodWatch) -> str:
     newest = samples[-1].seconds if samples else 0.0
     kept: list[Sample] = []
     for sample in samples:
-        old = sample.seconds < newest - CHECKPOINT_RAW_SECONDS
-        if old and kept and kept[-1].seconds // 60 == sample.seconds // 60:
-            if sample.working_set < kept[-1].working_set:
-                kept[-1] = sample
-            continue
-        kept.append(sample)
+        if sample.seconds < newest - CHECKPOINT_RAW_SECONDS:
+            keep_interval_floor(kept, sample, 60.0)
+        else:
+            kept.append(sample)
     return json.dumps(
         {
             "uid": watch.uid,
