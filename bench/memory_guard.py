@@ -24,12 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tfops.memory.detector import Sample
+from tfops.memory.replay import replay, write_trace
+from tfops.testing.traces import Trace, corpus
 
-from bench.traces import Trace, corpus  # noqa: E402
-from tfops.memory.detector import Sample  # noqa: E402
-from tfops.memory.replay import replay, write_trace  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RESULTS = REPO / "bench" / "results"
 # A detector: samples in, the time of its first restart (or None) out.

@@ -10,11 +10,10 @@ import random
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tfops.memory.replay import replay
+from tfops.testing.traces import Trace, healthy_traces, leak_traces
 
-from bench.traces import Trace, healthy_traces, leak_traces  # noqa: E402
-from tfops.memory.replay import replay  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WIDTH, PANEL, MARGIN = 900, 260, 60
 

@@ -25,16 +25,14 @@ from typing import Any
 import psutil
 from kubernetes import client, config, watch
 
+from tfops.clients import kube
+from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.model import GROUP, PLURAL, VERSION, parse_spec
+from tfops.plan import make_plan
+from tfops.render import Owner, render_all
+from tfops.testing.fleet import CRD_FILE, OperatorProcess, audit_writes
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.integration.fleet import CRD_FILE, OperatorProcess, audit_writes  # noqa: E402
-
-from tfops.clients import kube  # noqa: E402
-from tfops.devcluster import LocalCluster, find_control_plane  # noqa: E402
-from tfops.model import GROUP, PLURAL, VERSION, parse_spec  # noqa: E402
-from tfops.plan import make_plan  # noqa: E402
-from tfops.render import Owner, render_all  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 SPEC = {

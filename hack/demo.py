@@ -18,14 +18,13 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the demo borrows the test harness's stand-in
-
-from tfops.devcluster import (  # noqa: E402
+from tfops.devcluster import (
     ClusterError,
     LocalCluster,
     find_control_plane,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 NAMESPACE = "tfops-demo"
 
@@ -159,8 +158,9 @@ def show_modelserver(
             # No container runtime here: a stand-in answers TF Serving's REST
             # model-status API for each pod, from the models.config tfops wrote.
             from kubernetes import config as kube_config
-            from tests.integration.fleet import add_versions, create_models_claim
-            from tests.standin.server import TFServingStandIn
+
+            from tfops.testing.fleet import add_versions, create_models_claim
+            from tfops.testing.standin.server import TFServingStandIn
 
             api = kube_config.new_client_from_config(config_file=kubeconfig)
             store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="models-")))
@@ -265,7 +265,7 @@ SAWTOOTH = 'Quantity("300Mi") + Quantity("100Mi") * (double(int(pod.SinceSecond(
 def show_memory_guard(kubectl: Kubectl, api: object, store: Path) -> None:
     """Two replicas; kwok makes one leak 60 MiB/min and the other saw up and down.
     The guard judges from five minutes of samples and evicts only the leaking one."""
-    from tests.integration.fleet import add_versions, create_resource_usage, load_example
+    from tfops.testing.fleet import add_versions, create_resource_usage, load_example
 
     say(
         "The memory guard: a fleet of two where one pod leaks 60 MiB/min (about seven "

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.integration.fleet import (
+from tests.integration.guard_scenarios import GuardScenarios
+from tfops.crd import CRD_NAME
+from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.testing.fleet import (
     CRD_FILE,
     OperatorProcess,
     create_models_claim,
     create_namespace,
 )
-from tests.integration.guard_scenarios import GuardScenarios
-from tests.standin.server import TFServingStandIn
-from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.testing.standin.server import TFServingStandIn
 
 GUARD_TESTS = Path(__file__).parent / "test_memory_guard.py"
 

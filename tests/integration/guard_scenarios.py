@@ -30,7 +30,11 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from tests.integration.fleet import (
+from tests.integration.prometheus import Prometheus
+from tfops.crd import CRD_NAME
+from tfops.devcluster import LocalCluster
+from tfops.memory.watch import checkpoint_name
+from tfops.testing.fleet import (
     CRD_FILE,
     ModelServers,
     OperatorProcess,
@@ -39,11 +43,7 @@ from tests.integration.fleet import (
     create_resource_usage,
     load_example,
 )
-from tests.integration.prometheus import Prometheus
-from tests.support import wait_for
-from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster
-from tfops.memory.watch import checkpoint_name
+from tfops.testing.support import wait_for
 
 LEAKING = 'Quantity("100Mi") + Quantity("1Mi") * pod.SinceSecond()'
 SAWTOOTH = 'Quantity("300Mi") + Quantity("100Mi") * (double(int(pod.SinceSecond()) % 60) / 60.0)'

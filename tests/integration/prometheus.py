@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import wait_for
 from tfops.devcluster import LocalCluster
 from tfops.devcluster.cluster import Component, free_port
+from tfops.testing.support import wait_for
 
 SCRAPE_SECONDS = 5
 

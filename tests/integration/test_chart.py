@@ -23,16 +23,16 @@ import yaml
 from kubernetes import client, config
 
 from tests.conftest import REPO
-from tests.integration.fleet import (
+from tfops.crd import CRD_NAME
+from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.testing.fleet import (
     ModelServers,
     OperatorProcess,
     create_models_claim,
     create_namespace,
     load_example,
 )
-from tests.support import wait_for
-from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.testing.support import wait_for
 
 RELEASE, SYSTEM, TEAM, OUTSIDE = "tfops", "tfops-system", "team-a", "outside"
 ACCOUNT = f"system:serviceaccount:{SYSTEM}:{RELEASE}"

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import wait_for
 from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.testing.support import wait_for
 
 
 def _start_dev_cluster(workdir: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:

@@ -11,10 +11,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.fleet import create_resource_usage
-from tests.support import wait_for
 from tfops.devcluster import LocalCluster
 from tfops.devcluster.cluster import LOOPBACK
+from tfops.testing.fleet import create_resource_usage
+from tfops.testing.support import wait_for
 
 MiB = 1024 * 1024
 # 50 MiB at start, growing by 1 MiB per second of the pod's age.

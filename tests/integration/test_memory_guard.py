@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from tests.integration.fleet import ModelServers, events_for
 from tests.integration.guard_scenarios import NAME, GuardScenarios
+from tfops.testing.fleet import ModelServers, events_for
 
 # Generous: the scenarios run beside the rest of the suite on a 2-core machine.
 SETUP_SECONDS = 300

@@ -14,7 +14,8 @@ from google.protobuf import text_format
 from kubernetes import client
 from tensorflow_serving.config import model_server_config_pb2
 
-from tests.integration.fleet import (
+from tfops.devcluster import LocalCluster
+from tfops.testing.fleet import (
     RESYNC_SECONDS,
     ModelServers,
     OperatorProcess,
@@ -25,9 +26,8 @@ from tests.integration.fleet import (
     models_of,
     read_or_none,
 )
-from tests.standin.server import TFServingStandIn
-from tests.support import wait_for
-from tfops.devcluster import LocalCluster
+from tfops.testing.standin.server import TFServingStandIn
+from tfops.testing.support import wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -22,7 +22,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
-from tests.integration.fleet import (
+from tfops.crd import CRD_NAME
+from tfops.devcluster import LocalCluster, find_control_plane
+from tfops.promotion import Configured
+from tfops.render.configmap import parse_models_config
+from tfops.testing.fleet import (
     CRD_FILE,
     ModelServers,
     OperatorProcess,
@@ -31,12 +35,8 @@ from tests.integration.fleet import (
     create_namespace,
     events_for,
 )
-from tests.standin.server import TFServingStandIn
-from tests.support import wait_for
-from tfops.crd import CRD_NAME
-from tfops.devcluster import LocalCluster, find_control_plane
-from tfops.promotion import Configured
-from tfops.render.configmap import parse_models_config
+from tfops.testing.standin.server import TFServingStandIn
+from tfops.testing.support import wait_for
 
 LOAD_SECONDS = 3.0
 NAME = "search"

@@ -14,17 +14,17 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.bad_specs import BAD_SPECS, BadSpec
-from tests.integration.fleet import (
+from tests.spec_mutations import api_fields, mutated_specs, related
+from tfops.model import GROUP, PLURAL, VERSION, parse_spec
+from tfops.schema import SpecInvalid
+from tfops.testing.fleet import (
     RESYNC_SECONDS,
     ModelServers,
     add_versions,
     events_for,
     load_example,
 )
-from tests.spec_mutations import api_fields, mutated_specs, related
-from tests.support import wait_for
-from tfops.model import GROUP, PLURAL, VERSION, parse_spec
-from tfops.schema import SpecInvalid
+from tfops.testing.support import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench.traces import Trace, healthy_traces, leak_traces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tfops.memory.detector import Sample, judge, mann_kendall_z, theil_sen
 from tfops.memory.replay import TraceError, read_trace, replay, write_trace
+from tfops.testing.traces import Trace, healthy_traces, leak_traces
 
 
 def _restart_at(samples: list[Sample]) -> float | None:

@@ -1,5 +1,5 @@
 """The validation gate's signature comparison and `tfops inspect`, on real
-SavedModels exported with TensorFlow (tests/standin/savedmodels.py)."""
+SavedModels exported with TensorFlow (tfops.testing.standin.savedmodels)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.standin import savedmodels
 from tfops.savedmodel import NotASavedModel, read_signatures
 from tfops.signatures import Signature, Tensor, compare
+from tfops.testing.standin import savedmodels
 
 
 @pytest.fixture(scope="module")

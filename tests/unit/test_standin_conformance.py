@@ -15,8 +15,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tests.standin.server import TFServingStandIn
-from tests.standin.tfserving import (
+from tfops.testing.standin.server import TFServingStandIn
+from tfops.testing.standin.tfserving import (
     AVAILABLE,
     END,
     LOADING,

@@ -1,5 +1,5 @@
 """What tfops renders works on TF Serving as it really behaves: the rendered flags
-and models.config, fed to the strict stand-in process (tests/standin/tfserving.py)
+and models.config, fed to the strict stand-in process (tfops.testing.standin.tfserving)
 with TF Serving's real periods on a fake clock."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.standin.tfserving import AVAILABLE, END, DirectoryLoader, ModelStore, Options, Process
 from tfops import promotion
 from tfops.model import ModelServerSpec, parse_spec
 from tfops.model_status import VersionStatus
@@ -20,6 +19,14 @@ from tfops.plan import Plan, make_plan
 from tfops.promotion import Configured
 from tfops.render import Owner, render_all
 from tfops.render.configmap import MODELS_FILE, parse_models_config, render_models_config
+from tfops.testing.standin.tfserving import (
+    AVAILABLE,
+    END,
+    DirectoryLoader,
+    ModelStore,
+    Options,
+    Process,
+)
 
 
 def _rendered(spec: ModelServerSpec) -> tuple[list[str], str]:

@@ -1,4 +1,4 @@
-"""Small helpers shared by tests."""
+"""Small helpers shared by tests, benchmarks and the demo."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import pytest
-
 T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.25) -> T:
-    """Poll until `condition` returns something truthy; fail the test naming `what`."""
+    """Poll until `condition` returns something truthy; fail naming `what` (an
+    AssertionError, so a test reports it as a failure)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)

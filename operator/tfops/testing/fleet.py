@@ -17,11 +17,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import REPO
-from tests.support import wait_for
 from tfops.devcluster import LocalCluster
 from tfops.devcluster.cluster import free_port
 from tfops.model import GROUP, PLURAL, VERSION
+from tfops.testing import REPO
+from tfops.testing.support import wait_for
 
 CRD_FILE = REPO / "crds" / "modelservers.serving.tfops.dev.yaml"
 EXAMPLES = REPO / "examples"
@@ -188,7 +188,7 @@ def add_versions(
 ) -> None:
     """Export real SavedModels into the stand-in's model store, one per version
     (`corrupt`: with a truncated graph, which TensorFlow refuses to load)."""
-    from tests.standin import savedmodels  # TensorFlow: only where models are made
+    from tfops.testing.standin import savedmodels  # TensorFlow: only where models are made
 
     root = (
         store / base_path.removeprefix("/models/")

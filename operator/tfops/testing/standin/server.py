@@ -7,7 +7,7 @@ benchmarks and the demo. One process answers for all pods on 127.0.0.1, under
     POST /v1/models/M[/versions/N|/labels/L]:predict    row or columnar predict (TensorFlow)
 
 It watches the cluster's serving pods and ConfigMaps (as the kubelet would mount
-them) and runs one `tests.standin.tfserving.Process` per pod: started when the
+them) and runs one `tfops.testing.standin.tfserving.Process` per pod: started when the
 pod's container runs, with the flags the operator rendered, re-started when the
 container restarts, gone when the pod is deleted (TF Serving has no SIGTERM
 handling: it simply stops answering, §8.8).
@@ -28,7 +28,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.standin.tfserving import (
+from tfops.testing.standin.tfserving import (
     BadFlag,
     DirectoryLoader,
     Loader,
@@ -109,7 +109,7 @@ class TFServingStandIn:
         self.api = api
         self.store = ModelStore(model_store)
         if loader is None:
-            from tests.standin.tensorflow_backend import TensorFlowLoader
+            from tfops.testing.standin.tensorflow_backend import TensorFlowLoader
 
             loader = TensorFlowLoader()
         self.loader = loader
@@ -325,7 +325,7 @@ class TFServingStandIn:
             def _metadata(self, process: Process, match: re.Match[str]) -> None:
                 try:
                     number, _ = self._servable(process, match)
-                    from tests.standin.tensorflow_backend import metadata
+                    from tfops.testing.standin.tensorflow_backend import metadata
 
                     model = process.models[match["model"]]
                     path = standin.store.local_path(model.base_path) / str(number)
@@ -347,7 +347,7 @@ class TFServingStandIn:
                 try:
                     with standin.lock:
                         _, servable = self._servable(process, match)
-                    from tests.standin.tensorflow_backend import predict
+                    from tfops.testing.standin.tensorflow_backend import predict
 
                     self._reply(200, predict(servable, json.loads(raw or b"{}")))
                 except Refused as refused:

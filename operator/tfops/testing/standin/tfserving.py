@@ -11,7 +11,7 @@ hides bugs from every test built on it. The strictnesses are marked STRICTER.
 
 The process is a pure state machine advanced by `advance(now)`; the clock, the
 model store and the loader are given to it, so tests drive it with a fake clock.
-`tests/standin/server.py` runs one per pod behind a REST front end.
+`tfops.testing.standin.server` runs one per pod behind a REST front end.
 """
 
 from __future__ import annotations
