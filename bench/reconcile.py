@@ -281,10 +281,7 @@ def main() -> int:
         pods_per_node=pods // 3 + 50,
         log=lambda m: print(m, flush=True),
     ) as cluster:
-        cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"
-        )
+        cluster.install_crd(CRD_FILE, f"{PLURAL}.{GROUP}")
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         # Model states are not polled here (empty template): Ready then means the
         # pods are ready; the REST checks are covered by the integration tests.

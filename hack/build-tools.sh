@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds helm, promtool and prometheus from Go modules into a cache outside the clone, keyed by
+# Builds helm, promtool, prometheus and kube-score from Go modules into a cache outside the clone, keyed by
 # version, and reuses them. Prints the bin directory on stdout; progress on stderr.
 set -euo pipefail
 
@@ -60,7 +60,25 @@ build_prometheus() {
   log "built $name in $(($(date +%s) - start))s"
 }
 
+# kube-score in a directory of its own version, linked into the bin directory,
+# so a new kube-score does not rebuild helm and Prometheus.
+build_kube_score() {
+  local own="$cache_root/tools/kube-score-$KUBE_SCORE_VERSION"
+  if [[ ! -x "$own/kube-score" ]]; then
+    log "building kube-score from github.com/zegl/kube-score@$KUBE_SCORE_VERSION (first run only)"
+    local start
+    start=$(date +%s)
+    mkdir -p "$own/partial"
+    GOBIN="$own/partial" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+    mv "$own/partial/kube-score" "$own/kube-score"
+    log "built kube-score in $(($(date +%s) - start))s"
+  fi
+  mkdir -p "$dest/bin"
+  ln -sfn "$own/kube-score" "$dest/bin/kube-score"
+}
+
 build helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 build_prometheus promtool
 build_prometheus prometheus
+build_kube_score
 echo "$dest/bin"

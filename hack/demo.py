@@ -148,8 +148,12 @@ def show_modelserver(
     """Install the CRD, run the operator, apply an example and watch it become Ready."""
     say("Installing the ModelServer CRD (generated from the Python spec)")
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait", "--for=condition=Established", "crd/modelservers.serving.tfops.dev", "--timeout=60s"
+    # kubectl wait fails at once while the new CRD has no status yet: retry it.
+    wait(
+        kubectl,
+        "the CRD to be established",
+        ["wait", "--for=condition=Established", "crd/modelservers.serving.tfops.dev"],
+        timeout=60,
     )
 
     with contextlib.ExitStack() as stack:

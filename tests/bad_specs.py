@@ -536,4 +536,213 @@ BAD_SPECS = [
         "must be an integer",
         api_message="must be of type integer",
     ),
+    # Placement and identity (spec.pod), refused as Kubernetes would refuse the pod.
+    BadSpec(
+        "pod-label-tfops-owns",
+        _set("pod", {"labels": {"app.kubernetes.io/managed-by": "helm"}}),
+        "spec.pod.labels",
+        "tfops' own",
+    ),
+    BadSpec(
+        "pod-label-under-tfops-prefix",
+        _set("pod", {"labels": {"serving.tfops.dev/modelserver": "other"}}),
+        "spec.pod.labels",
+        "tfops' own",
+    ),
+    BadSpec(
+        "pod-label-value-too-long",
+        _set("pod", {"labels": {"team": "x" * 64}}),
+        "spec.pod.labels.team",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "pod-label-key-with-space",
+        _set("pod", {"labels": {"my team": "a"}}),
+        "spec.pod.labels",
+        "keys must match",
+    ),
+    BadSpec(
+        "pod-annotation-prometheus",
+        _set("pod", {"annotations": {"prometheus.io/scrape": "false"}}),
+        "spec.pod.annotations",
+        "spec.monitoring",
+    ),
+    BadSpec(
+        "pod-env-tfops-sets",
+        _set("pod", {"env": [{"name": "OMP_NUM_THREADS", "value": "64"}]}),
+        "spec.pod.env",
+        "may not set",
+    ),
+    BadSpec(
+        "pod-env-duplicate",
+        _set("pod", {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
+        "spec.pod.env",
+        "unique",
+    ),
+    BadSpec(
+        "pod-env-value-and-value-from",
+        _set("pod", {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"x": 1}}}]}),
+        "spec.pod.env[0].valueFrom",
+        "not both",
+    ),
+    BadSpec(
+        "pod-env-name-with-equals",
+        _set("pod", {"env": [{"name": "A=B", "value": "1"}]}),
+        "spec.pod.env[0].name",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "pod-env-from-two-sources",
+        _set("pod", {"envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]}),
+        "spec.pod.envFrom[0]",
+        "exactly one of configMapRef or secretRef",
+    ),
+    BadSpec(
+        "pod-toleration-without-key-or-exists",
+        _set("pod", {"tolerations": [{"value": "x", "effect": "NoSchedule"}]}),
+        "spec.pod.tolerations[0].operator",
+        "needs operator: Exists",
+    ),
+    BadSpec(
+        "pod-toleration-exists-with-value",
+        _set("pod", {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}),
+        "spec.pod.tolerations[0].value",
+        "matches any value",
+    ),
+    BadSpec(
+        "pod-toleration-seconds-without-no-execute",
+        _set(
+            "pod", {"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]}
+        ),
+        "spec.pod.tolerations[0].tolerationSeconds",
+        "NoExecute",
+    ),
+    BadSpec(
+        "pod-toleration-unknown-effect",
+        _set("pod", {"tolerations": [{"key": "k", "effect": "Sometimes"}]}),
+        "spec.pod.tolerations[0].effect",
+        "is not one of",
+        api_message="Unsupported value",
+    ),
+    BadSpec(
+        "pod-node-selector-value-with-slash",
+        _set("pod", {"nodeSelector": {"pool": "gpu/a100"}}),
+        "spec.pod.nodeSelector.pool",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "pod-affinity-gt-not-an-integer",
+        _set(
+            "pod",
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {"key": "gpus", "operator": "Gt", "values": ["many"]}
+                                    ]
+                                }
+                            ]
+                        }
+                    }
+                }
+            },
+        ),
+        "spec.pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        ".nodeSelectorTerms[0].matchExpressions[0].values",
+        "exactly one integer",
+    ),
+    BadSpec(
+        "pod-anti-affinity-without-topology-key",
+        _set(
+            "pod",
+            {
+                "affinity": {
+                    "podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {"labelSelector": {"matchLabels": {"a": "b"}}}
+                        ]
+                    }
+                }
+            },
+        ),
+        "spec.pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]"
+        ".topologyKey",
+        "is required",
+        api_message="Required value",
+    ),
+    BadSpec(
+        "pod-selector-in-without-values",
+        _set(
+            "pod",
+            {
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]},
+                    }
+                ]
+            },
+        ),
+        "spec.pod.topologySpreadConstraints[0].labelSelector.matchExpressions[0].values",
+        "In and NotIn need values",
+    ),
+    BadSpec(
+        "pod-spread-min-domains-with-schedule-anyway",
+        _set(
+            "pod",
+            {
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "minDomains": 2,
+                    }
+                ]
+            },
+        ),
+        "spec.pod.topologySpreadConstraints[0].minDomains",
+        "DoNotSchedule",
+    ),
+    BadSpec(
+        "pod-service-account-uppercase",
+        _set("pod", {"serviceAccountName": "Models"}),
+        "spec.pod.serviceAccountName",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "pod-image-pull-secret-empty-name",
+        _set("pod", {"imagePullSecrets": [{"name": ""}]}),
+        "spec.pod.imagePullSecrets[0].name",
+        "must match",
+        api_message="should match",
+    ),
+    BadSpec(
+        "pod-env-value-from-two-sources",
+        _set(
+            "pod",
+            {
+                "env": [
+                    {
+                        "name": "A",
+                        "valueFrom": {
+                            "fieldRef": {"fieldPath": "metadata.name"},
+                            "secretKeyRef": {"name": "s", "key": "k"},
+                        },
+                    }
+                ]
+            },
+        ),
+        "spec.pod.env[0].valueFrom",
+        "exactly one of fieldRef",
+    ),
 ]

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tfops.podspec import PodSettings
 from tfops.quantity import parse_quantity
 from tfops.schema import Quantity, RawObject, Rule, parse, spec_field
 
@@ -726,6 +727,12 @@ class ModelServerSpec:
         "allocation pattern; the official image has no jemalloc, so it needs an image "
         "that does (the tfops serving image) and imageProvides: [jemalloc].",
         default="glibc",
+    )
+    pod: PodSettings | None = spec_field(
+        "Where the serving pods run and who they are: node selection, tolerations, "
+        "affinity, spread, priority, image pull secrets, ServiceAccount, extra labels, "
+        "annotations and environment. A change rolls the fleet (maxUnavailable 0).",
+        default=None,
     )
     version_poll_seconds: int | None = spec_field(
         "How often TF Serving lists each basePath for version directories "

@@ -10,6 +10,7 @@ re-checks the same thing in the operator and in unit tests, with one message.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -29,6 +30,9 @@ Quantity = NewType("Quantity", str)
 # A Kubernetes object kept as-is (e.g. a VolumeSource): its keys are checked by
 # rules, its values by the apiserver when the owned object is applied.
 RawObject = NewType("RawObject", dict)
+# A Kubernetes object passed through as written (an env var's valueFrom): its own
+# schema is the apiserver's, checked when the Deployment is applied.
+FreeObject = NewType("FreeObject", dict)
 
 QUANTITY_MAX_LENGTH = 32
 # Integers without a maximum of their own stop here: larger ones lose precision in
@@ -120,6 +124,16 @@ def _hints(cls: type) -> dict[str, Any]:
 # -- schema generation ---------------------------------------------------------
 
 
+_OPAQUE_SCHEMAS: dict[Any, dict[str, Any]] = {
+    # A map of any values (not an opaque object), so CEL rules can see its keys.
+    RawObject: {
+        "type": "object",
+        "additionalProperties": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    },
+    FreeObject: {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+}
+
+
 def openapi_schema(annotation: Any, description: str = "", **constraints: Any) -> dict[str, Any]:
     """The structural OpenAPI v3 schema for a type, as a CRD wants it."""
     annotation, _ = _strip_optional(annotation)
@@ -132,15 +146,8 @@ def openapi_schema(annotation: Any, description: str = "", **constraints: Any) -
             "maxLength": QUANTITY_MAX_LENGTH,
             "x-kubernetes-int-or-string": True,
         }
-    elif annotation is RawObject:
-        # A map of any values (not an opaque object), so CEL rules can see its keys.
-        schema = {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": True,
-            },
-        }
+    elif annotation in _OPAQUE_SCHEMAS:
+        schema = copy.deepcopy(_OPAQUE_SCHEMAS[annotation])
     elif annotation is str:
         schema = {"type": "string"}
     elif annotation is bool:
@@ -164,7 +171,8 @@ def openapi_schema(annotation: Any, description: str = "", **constraints: Any) -
             constraints.setdefault("x-kubernetes-validations", []).insert(
                 0,
                 {
-                    "rule": f"self.all(k, k.matches('{key_pattern}'))",
+                    # A raw string: RE2's escapes are not CEL's.
+                    "rule": f"self.all(k, k.matches(r'{key_pattern}'))",
                     "message": f"keys must match {key_pattern}",
                 },
             )
@@ -268,14 +276,8 @@ def _parse_value(
     origin = get_origin(annotation)
     if annotation is Quantity:
         return _parse_quantity(data, path, constraints, errors)
-    if annotation is RawObject:
-        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-            errors.append(SpecError(path, f"must be an object, not {shown(data)}"))
-            return None
-        if "maxProperties" in constraints and len(data) > constraints["maxProperties"]:
-            errors.append(SpecError(path, f"takes at most {constraints['maxProperties']} entries"))
-            return None
-        return RawObject(data)
+    if annotation in (RawObject, FreeObject):
+        return _parse_opaque(annotation, data, path, constraints, errors)
     if annotation in (str, bool, int, float) or origin is Literal:
         return _parse_scalar(annotation, data, path, constraints, errors)
     if origin is tuple:
@@ -285,6 +287,21 @@ def _parse_value(
     if dataclasses.is_dataclass(annotation):
         return _parse_object(annotation, data, path, errors)
     raise TypeError(f"cannot parse {annotation!r}")  # pragma: no cover
+
+
+def _parse_opaque(
+    annotation: Any, data: Any, path: str, constraints: Mapping[str, Any], errors: list[SpecError]
+) -> Any:
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        errors.append(SpecError(path, f"must be an object, not {shown(data)}"))
+        return None
+    if "maxProperties" in constraints and len(data) > constraints["maxProperties"]:
+        errors.append(SpecError(path, f"takes at most {constraints['maxProperties']} entries"))
+        return None
+    if "minProperties" in constraints and len(data) < constraints["minProperties"]:
+        errors.append(SpecError(path, f"needs at least {constraints['minProperties']} entry"))
+        return None
+    return annotation(data)
 
 
 def _parse_quantity(
@@ -442,3 +459,19 @@ def _parse_object(cls: Any, data: Any, path: str, errors: list[SpecError]) -> An
         if not rule.check(instance):
             errors.append(SpecError(f"{path}{rule.field}", rule.message))
     return instance
+
+
+def to_json(value: Any) -> Any:
+    """A parsed value as the JSON it came from (JSON names, no unset fields): what a
+    renderer passes on to Kubernetes unchanged."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            json_name(field): to_json(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+            if getattr(value, field.name) is not None
+        }
+    if isinstance(value, tuple | list):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return value

@@ -85,8 +85,7 @@ def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator
 
 @pytest.fixture(scope="session")
 def crd(cluster: LocalCluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    cluster.install_crd(CRD_FILE, CRD_NAME)
 
 
 @pytest.fixture(scope="session")

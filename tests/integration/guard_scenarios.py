@@ -128,10 +128,7 @@ class GuardScenarios:
         self._background(self._run)
 
     def _run(self) -> None:
-        self.cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        self.cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}"
-        )
+        self.cluster.install_crd(CRD_FILE, CRD_NAME)
         suffix = uuid.uuid4().hex[:6]
         pair_namespace, single_namespace = f"guard-pair-{suffix}", f"guard-single-{suffix}"
         prom_namespace = f"guard-prom-{suffix}"

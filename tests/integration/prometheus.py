@@ -40,7 +40,7 @@ class Prometheus:
                     "metrics_path": f"/metrics/nodes/{node}/metrics/resource",
                     "static_configs": [{"targets": [f"127.0.0.1:{self.cluster.ports.kwok}"]}],
                 }
-                for node in (f"kwok-node-{i}" for i in range(self.cluster.nodes))
+                for node in self.cluster.node_names
             ],
         }
         config_file = self.workdir / "prometheus.yml"

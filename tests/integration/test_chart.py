@@ -138,9 +138,7 @@ def test_install_into_namespaces_that_enforce_the_restricted_profile(
         "install", RELEASE, str(REPO / "charts" / "tfops"), "-n", SYSTEM,
         "--set", f"watchNamespaces={{{TEAM}}}",
     )  # fmt: skip
-    installed.cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}"
-    )
+    installed.cluster.wait_for_crd(CRD_NAME)
     core = client.CoreV1Api(installed.api)
     # Both operator pods admitted by Pod Security (restricted) and scheduled.
     pods = wait_for(
@@ -219,8 +217,17 @@ def test_a_standby_takes_over_and_finishes_an_in_flight_change(installed: Instal
     took_over = time.monotonic() - killed
     # The Lease lasts 15 s; the standby checks every 5 s.
     assert took_over < 30, took_over
+    # Ready may still be the condition of the old generation: wait for the new one.
+    wait_for(
+        lambda: (
+            servers.get("minimal")["status"].get("readyReplicas") == 2
+            and servers.get("minimal")["status"].get("observedGeneration")
+            == servers.get("minimal")["metadata"]["generation"]
+        ),
+        timeout=90,
+        what="the new leader to finish the change",
+    )
     servers.wait_condition("minimal", "Ready", "True", timeout=90)
-    assert servers.get("minimal")["status"]["readyReplicas"] == 2
 
 
 def test_upgrade_then_uninstall_keeps_the_crd_and_the_fleets(installed: Installed) -> None:

@@ -75,8 +75,12 @@ def test_deployment_runs_pods_on_kwok_nodes_and_deletion_collects_them(
         assert pod.metadata.owner_references[0].kind == "ReplicaSet"
         assert pod.metadata.owner_references[0].name == replica_sets[0].metadata.name
 
-    deployment = apps.read_namespaced_deployment("web", namespace)
-    assert deployment.status.ready_replicas == 2
+    # The deployment controller counts them a moment later.
+    wait_for(
+        lambda: apps.read_namespaced_deployment("web", namespace).status.ready_replicas == 2,
+        timeout=30,
+        what="the Deployment to count two ready replicas",
+    )
 
     # Garbage collection follows ownerReferences: Deployment -> ReplicaSet -> Pods.
     apps.delete_namespaced_deployment(

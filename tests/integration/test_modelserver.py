@@ -101,6 +101,10 @@ def test_each_example_becomes_a_ready_fleet(
         namespace, label_selector=f"serving.tfops.dev/modelserver={name}"
     ).items
     assert pods and all(p.status.phase == "Running" for p in pods)
+    # GPU fleets land on the tainted GPU pool (its nodes alone have GPUs); the taint
+    # keeps every other fleet off it.
+    on_gpu_pool = {p.spec.node_name.startswith("kwok-gpu-node-") for p in pods}
+    assert on_gpu_pool == {"gpu" in manifest["spec"]}
 
     hpa = read_or_none(autoscaling.read_namespaced_horizontal_pod_autoscaler, name, namespace)
     assert (hpa is not None) == ("autoscaling" in manifest["spec"])
@@ -110,6 +114,66 @@ def test_each_example_becomes_a_ready_fleet(
         f"{len(manifest['spec']['models'])}"
     )
     assert status["effective"]["memoryLimit"] == container.resources.limits["memory"]
+
+
+def test_placement_identity_and_environment_reach_the_pods_and_roll_them(
+    api: client.ApiClient, namespace: str, models_claim: str, model_store: Path
+) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "models-reader"}})
+    manifest = load_example("minimal")
+    manifest["spec"]["replicas"] = 3
+    manifest["spec"]["pod"] = {
+        "serviceAccountName": "models-reader",
+        "imagePullSecrets": [{"name": "registry"}],
+        "labels": {"team": "search"},
+        "annotations": {"mesh.example/inject": "false"},
+        "env": [{"name": "GOOGLE_CLOUD_PROJECT", "value": "ml-prod"}],
+    }
+    servers = _deploy(api, namespace, model_store, manifest)
+    servers.wait_condition("minimal", "Ready", "True", timeout=120)
+
+    def pods() -> list[Any]:
+        return core.list_namespaced_pod(
+            namespace, label_selector="serving.tfops.dev/modelserver=minimal"
+        ).items
+
+    running = pods()
+    # Spread over the plain nodes by default (three replicas, three nodes).
+    assert len({p.spec.node_name for p in running}) == 3
+    for pod in running:
+        assert pod.metadata.labels["team"] == "search"
+        assert pod.metadata.labels["app.kubernetes.io/managed-by"] == "tfops"
+        assert pod.metadata.annotations["mesh.example/inject"] == "false"
+        assert pod.spec.service_account_name == "models-reader"
+        assert pod.spec.automount_service_account_token is False
+        assert [s.name for s in pod.spec.image_pull_secrets] == ["registry"]
+        env = {e.name: e.value for e in pod.spec.containers[0].env}
+        assert env["GOOGLE_CLOUD_PROJECT"] == "ml-prod" and "OMP_NUM_THREADS" in env
+
+    # A change of the pod's metadata rolls the fleet.
+    before = {p.metadata.name for p in running}
+    servers.patch("minimal", {"pod": {"labels": {"team": "ranking"}}})
+    wait_for(
+        lambda: (
+            (now := pods())
+            and all(p.metadata.labels.get("team") == "ranking" for p in now)
+            and not before & {p.metadata.name for p in now}
+        ),
+        timeout=180,
+        what="the fleet to roll with the new label",
+    )
+
+
+def test_a_label_tfops_owns_is_refused_by_the_apiserver(
+    api: client.ApiClient, namespace: str, models_claim: str
+) -> None:
+    manifest = load_example("minimal")
+    manifest["spec"]["pod"] = {"labels": {"app.kubernetes.io/managed-by": "me"}}
+    with pytest.raises(client.ApiException) as refused:
+        ModelServers(api, namespace).create(manifest)
+    assert refused.value.status == 422
+    assert "spec.pod.labels" in refused.value.body and "tfops' own" in refused.value.body
 
 
 def test_adding_a_model_reaches_running_pods_without_a_rollout(

@@ -80,8 +80,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     with LocalCluster(
         find_control_plane(), Path(workdir) / "promotion" if workdir else None, log=print
     ) as local:
-        local.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        local.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+        local.install_crd(CRD_FILE, CRD_NAME)
         api = config.new_client_from_config(str(local.kubeconfig))
         store = tmp_path_factory.mktemp("promotion-models")
         standin = TFServingStandIn(api, store, load_seconds=LOAD_SECONDS).start()

@@ -32,6 +32,9 @@ import yaml
 
 from tfops.devcluster.pki import ADMIN_NAME, Pki, write_pki
 
+# The GPU node pool's label and taint, as NVIDIA's GPU operator and GKE set them.
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 LOOPBACK = "127.0.0.1"
 # Room for thousands of Services (a /24 runs out at 253: benchmarks create 300+).
 SERVICE_CIDR = "10.96.0.0/16"
@@ -109,7 +112,8 @@ class LocalCluster:
         home: Path,
         workdir: Path | None = None,
         *,
-        nodes: int = 2,
+        nodes: int = 3,
+        gpu_nodes: int = 1,
         pods_per_node: int = 110,
         metric_resolution_seconds: int = 10,
         log: Callable[[str], None] = lambda _message: None,
@@ -119,6 +123,7 @@ class LocalCluster:
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="tfops-cluster-"))
         self.nodes = nodes
+        self.gpu_nodes = gpu_nodes
         self.pods_per_node = pods_per_node
         self.metric_resolution_seconds = metric_resolution_seconds
         self._log = log
@@ -457,17 +462,38 @@ class LocalCluster:
         }
         (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(policy))
 
+    @property
+    def node_names(self) -> list[str]:
+        return [f"kwok-node-{i}" for i in range(self.nodes)] + [
+            f"kwok-gpu-node-{i}" for i in range(self.gpu_nodes)
+        ]
+
     def _create_nodes(self) -> None:
-        # Fake GPUs too, so GPU fleets schedule; nothing runs on them.
-        capacity = {
-            "cpu": "32",
-            "memory": "256Gi",
-            "pods": str(self.pods_per_node),
-            "nvidia.com/gpu": "8",
-        }
+        """Plain nodes, and a GPU node pool as clouds set one up: fake GPUs, a label
+        to select them by and a taint that keeps everything else off."""
         nodes = []
-        for index in range(self.nodes):
-            name = f"kwok-node-{index}"
+        for index, name in enumerate(self.node_names):
+            gpu = name.startswith("kwok-gpu-node-")
+            capacity = {
+                "cpu": "32",
+                "memory": "256Gi",
+                "ephemeral-storage": "500Gi",
+                "pods": str(self.pods_per_node),
+            }
+            labels = {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            }
+            spec: dict[str, Any] = {
+                "podCIDR": f"10.244.{index}.0/24",
+                "podCIDRs": [f"10.244.{index}.0/24"],
+            }
+            if gpu:
+                capacity["nvidia.com/gpu"] = "8"
+                labels[GPU_NODE_LABEL] = "true"
+                spec["taints"] = [GPU_TAINT]
             nodes.append(
                 {
                     "apiVersion": "v1",
@@ -481,17 +507,9 @@ class LocalCluster:
                                 f"/metrics/nodes/{name}/metrics/resource"
                             ),
                         },
-                        "labels": {
-                            "kubernetes.io/hostname": name,
-                            "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": "amd64",
-                            "type": "kwok",
-                        },
+                        "labels": labels,
                     },
-                    "spec": {
-                        "podCIDR": f"10.244.{index}.0/24",
-                        "podCIDRs": [f"10.244.{index}.0/24"],
-                    },
+                    "spec": spec,
                     "status": {
                         "addresses": [
                             {"type": "InternalIP", "address": LOOPBACK},
@@ -598,6 +616,24 @@ class LocalCluster:
         ) as response:
             return json.load(response)
 
+    def install_crd(self, path: Path, name: str) -> None:
+        """Apply a CRD and wait until it is established."""
+        self.kubectl("apply", "--server-side", "-f", str(path))
+        self.wait_for_crd(name)
+
+    def wait_for_crd(self, name: str, timeout: float = 60.0) -> None:
+        """Until the CRD is established. (`kubectl wait` fails at once while a new CRD
+        has no status yet, so this polls instead.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = (found.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"CRD {name} not established after {timeout:.0f}s")
+            time.sleep(0.2)
+
     def _nodes_ready(self) -> bool:
         nodes = self.get("/api/v1/nodes")["items"]
         ready = [
@@ -608,7 +644,7 @@ class LocalCluster:
                 for c in node.get("status", {}).get("conditions", [])
             )
         ]
-        return len(ready) == self.nodes
+        return len(ready) == len(self.node_names)
 
     def _metrics_api_available(self) -> bool:
         service = self.get("/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io")

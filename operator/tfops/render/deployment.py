@@ -13,6 +13,7 @@ from tfops.plan import (
     STARTUP_PROBE_PERIOD_SECONDS,
     Plan,
 )
+from tfops.podspec import PodSettings
 from tfops.quantity import format_bytes, format_cpu
 from tfops.render.common import (
     CONFIG_DIR,
@@ -33,11 +34,18 @@ from tfops.render.configmap import (
     SESSION_FILE,
     startup_config_hash,
 )
+from tfops.schema import to_json
 
 STARTUP_HASH_ANNOTATION = f"{GROUP}/startup-config-hash"
 # Non-root like the restricted Pod Security profile wants; the model volume is
 # read-only, so no ownership of files is needed.
 RUN_AS_USER = 1000
+# Disk outside the volumes: /tmp and the container's log (which the kubelet rotates
+# at 10 MiB x 5). TF Serving writes little; bounded so one pod cannot push its node
+# into DiskPressure, and requested so the scheduler counts it.
+TMP_SIZE_LIMIT = "1Gi"
+EPHEMERAL_STORAGE_REQUEST = "256Mi"
+EPHEMERAL_STORAGE_LIMIT = "2Gi"
 
 
 def render_flags(plan: Plan, files: dict[str, str]) -> list[str]:
@@ -131,16 +139,49 @@ def _model_volume(spec: ModelServerSpec) -> dict[str, Any] | None:
     return {"name": "models", **(storage.volume or {})}
 
 
+def _placement(owner: Owner, pod: PodSettings) -> dict[str, Any]:
+    """Scheduling and identity from spec.pod, and a spread over nodes by default so a
+    node loss does not take every replica (per revision: a rollout's new pods spread
+    among themselves)."""
+    fields: dict[str, Any] = {}
+    for name, value in (
+        ("nodeSelector", pod.node_selector),
+        ("tolerations", pod.tolerations),
+        ("affinity", pod.affinity),
+        ("priorityClassName", pod.priority_class_name),
+        ("imagePullSecrets", pod.image_pull_secrets),
+        ("serviceAccountName", pod.service_account_name),
+    ):
+        if value:
+            fields[name] = to_json(value)
+    spread = pod.topology_spread_constraints
+    if spread is None:
+        fields["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(owner)},
+                "matchLabelKeys": ["pod-template-hash"],
+            }
+        ]
+    elif spread:
+        fields["topologySpreadConstraints"] = to_json(spread)
+    return fields
+
+
 def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[str, Any]:
     spec = plan.spec
     resources: dict[str, dict[str, str]] = {
         "requests": {
             "cpu": format_cpu(plan.cpu_request),
             "memory": format_bytes(plan.memory.request_bytes),
+            "ephemeral-storage": EPHEMERAL_STORAGE_REQUEST,
         },
         "limits": {
             "cpu": format_cpu(plan.cpu_limit),
             "memory": format_bytes(plan.memory.limit_bytes),
+            "ephemeral-storage": EPHEMERAL_STORAGE_LIMIT,
         },
     }
     if plan.gpu_count:
@@ -151,13 +192,16 @@ def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[s
         # the loader ignores a missing preload with a warning, so nothing would tell.
         env.append({"name": "LD_PRELOAD", "value": JEMALLOC_PATH})
 
+    pod = spec.pod or PodSettings()
+    env += to_json(pod.env or ())
     mounts = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_map_name(owner.name)}},
-        {"name": "tmp", "emptyDir": {}},
+        # Bounded, so a runaway writer is evicted rather than filling the node's disk.
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
     ]
     model_volume = _model_volume(spec)
     if model_volume is not None:
@@ -182,6 +226,7 @@ def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[s
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
         ],
         "env": env,
+        **({"envFrom": to_json(pod.env_from)} if pod.env_from else {}),
         "resources": resources,
         "volumeMounts": mounts,
         # TF Serving exits when its initial config cannot load (a failed model, a
@@ -206,15 +251,21 @@ def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[s
         "revisionHistoryLimit": 5,
         "progressDeadlineSeconds": plan.startup_budget_seconds + 300,
         "template": {
-            "metadata": {"labels": labels(owner), "annotations": annotations},
+            # The user's labels and annotations first: tfops' own always win (and
+            # the spec refuses keys that would collide).
+            "metadata": {
+                "labels": {**(pod.labels or {}), **labels(owner)},
+                "annotations": {**(pod.annotations or {}), **annotations},
+            },
             "spec": {
+                **_placement(owner, pod),
                 "securityContext": {
                     "runAsNonRoot": True,
                     "runAsUser": RUN_AS_USER,
                     "runAsGroup": RUN_AS_USER,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "automountServiceAccountToken": False,
+                "automountServiceAccountToken": bool(pod.automount_service_account_token),
                 "enableServiceLinks": False,
                 "terminationGracePeriodSeconds": 30,
                 "containers": [container],
