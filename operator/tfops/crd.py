@@ -114,7 +114,11 @@ def to_yaml(obj: Any) -> str:
 def render_chart_crd() -> str:
     """The CRD as a Helm template (charts/tfops/templates/crd.yaml): behind
     crds.enabled, and kept on uninstall with crds.keep. Same source as crds/."""
-    text = to_yaml(render_crd())
+    crd = render_crd()
+    # The chart's metadata replaces the CRD's own (one `labels:` key: YAML keeps the
+    # last of two, and strict parsers refuse the file).
+    own_labels = crd["metadata"].pop("labels")
+    text = to_yaml(crd)
     if "{{" in text:
         raise ValueError("the CRD text holds '{{', which Helm would try to render")
     head, rest = text.split("metadata:\n", 1)
@@ -126,6 +130,7 @@ def render_chart_crd() -> str:
         "  {{- end }}\n"
         "  labels:\n"
         '    {{- include "tfops.labels" . | nindent 4 }}\n'
+        + "".join(f"    {key}: {value}\n" for key, value in own_labels.items())
     )
     return (
         "{{- if .Values.crds.enabled }}\n"
