@@ -13,7 +13,7 @@ help:
 	@echo "make test           lint, unit and integration tests (builds the control plane once)"
 	@echo "make bench          benchmarks on the local control plane -> bench/results/"
 	@echo "make control-plane  build etcd, kube-*, kwok, metrics-server into ~/.cache/tfops"
-	@echo "make tools          build helm and promtool into ~/.cache/tfops"
+	@echo "make tools          build helm, promtool, prometheus and kube-score into ~/.cache/tfops"
 	@echo "make manifests      render the chart into deploy/tfops.yaml (install without Helm)"
 	@echo "make cluster        run the local control plane in the foreground until Ctrl-C"
 	@echo "make crds           regenerate crds/ and the chart's copies (tests fail on drift)"

@@ -417,3 +417,50 @@ def test_nothing_refers_to_documents_outside_the_repository() -> None:
         and "../shared" in (REPO / path).read_text(errors="replace")
     ]
     assert outside == []
+
+
+def _kube_score_ignored() -> list[str]:
+    lines = (REPO / "hack" / "kube-score-ignore.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def test_kube_score_passes_the_chart_and_every_rendered_example(
+    tools: Path, tmp_path: Path
+) -> None:
+    files = []
+    for values in ([], ["watchNamespaces={team-a}", "networkPolicy.enabled=true"]):
+        sets = [item for value in values for item in ("--set", value)]
+        rendered = _helm(
+            tools, "template", "tfops", str(CHART), "--kube-version", KUBE_VERSION, *sets
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        files.append(tmp_path / f"chart-{len(files)}.yaml")
+        files[-1].write_text(rendered.stdout)
+    for example in sorted((REPO / "examples").glob("*.yaml")):
+        rendered = subprocess.run(
+            # In the namespace the chart's NetworkPolicy covers, scored together.
+            [sys.executable, "-m", "tfops", "render", "-f", str(example), "-n", "team-a"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        files.append(tmp_path / example.name)
+        files[-1].write_text(rendered.stdout)
+    ignored = [item for test in _kube_score_ignored() for item in ("--ignore-test", test)]
+    scored = subprocess.run(
+        [str(tools / "kube-score"), "score", "--output-format", "ci", "--exit-one-on-warning",
+         *ignored, *map(str, files)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    findings = [
+        line for line in scored.stdout.splitlines() if line.startswith(("[CRITICAL]", "[WARNING]"))
+    ]
+    assert scored.returncode == 0 and findings == [], scored.stdout[-3000:] + scored.stderr
+
+
+def test_every_ignored_kube_score_check_is_explained() -> None:
+    for line in (REPO / "hack" / "kube-score-ignore.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            test, _, reason = line.partition("#")
+            assert test.strip() and len(reason.strip()) > 20, line

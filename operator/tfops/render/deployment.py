@@ -37,9 +37,10 @@ from tfops.render.configmap import (
 from tfops.schema import to_json
 
 STARTUP_HASH_ANNOTATION = f"{GROUP}/startup-config-hash"
-# Non-root like the restricted Pod Security profile wants; the model volume is
-# read-only, so no ownership of files is needed.
-RUN_AS_USER = 1000
+# Non-root like the restricted Pod Security profile wants, and above 10000 so it
+# matches no user of the node; the model volume is read-only, so no ownership of
+# files is needed (only read permission for others, as exports usually have).
+RUN_AS_USER = 10001
 # Disk outside the volumes: /tmp and the container's log (which the kubelet rotates
 # at 10 MiB x 5). TF Serving writes little; bounded so one pod cannot push its node
 # into DiskPressure, and requested so the scheduler counts it.
