@@ -36,6 +36,20 @@ RICH_SPEC: dict[str, Any] = {
     "probes": {"startupBudgetSeconds": 120},
     "memoryGuard": {"mode": "Alert"},
     "promotion": {"graceSeconds": 5},
+    "pod": {
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "labels": {"team": "search"},
+        "env": [{"name": "A", "value": "1"}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "minDomains": 2,
+            }
+        ],
+    },
 }
 
 
