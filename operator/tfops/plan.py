@@ -36,7 +36,7 @@ from tfops.schema import SpecError, SpecInvalid
 
 # What TF Serving itself holds besides models: runtime, thread stacks, gRPC/REST buffers.
 SERVER_OVERHEAD_BYTES = 256 * MiB
-# Field rule of thumb (seeds): steady state needs 2-3x the model's size. We derive
+# Field rule of thumb (field reports): steady state needs 2-3x the model's size. We derive
 # with the middle of that range and refuse limits below its low end.
 DERIVE_FACTOR = 2.5
 REFUSE_FACTOR = 2.0
@@ -44,7 +44,7 @@ REFUSE_FACTOR = 2.0
 DEFAULT_MEMORY_LIMIT = 2 * GiB
 DEFAULT_CPU_REQUEST = Decimal(1)
 DEFAULT_CPU_LIMIT = Decimal(2)
-# Start-up budget: seeds measured 100 MB ~ 10-30 s, 1 GB ~ 1-2 min, 5 GB+ ~ 3-8 min.
+# Start-up budget: field reports measured 100 MB ~ 10-30 s, 1 GB ~ 1-2 min, 5 GB+ ~ 3-8 min.
 # 60 s + 90 s/GiB stays above the top of each range.
 STARTUP_BASE_SECONDS = 60
 STARTUP_SECONDS_PER_GIB = 90

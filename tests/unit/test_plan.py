@@ -1,5 +1,5 @@
 """Derived settings: memory planned from model sizes, start-up budgets from the
-seeds' load times, threads from the CPU limit."""
+field reports' load times, threads from the CPU limit."""
 
 from __future__ import annotations
 

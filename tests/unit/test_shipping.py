@@ -405,6 +405,10 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
     assert broken == []
 
 
+# The workplace's shared documents, spelled so that this file does not name them.
+OUTSIDE = "/".join(("..", "shared"))
+
+
 def test_nothing_refers_to_documents_outside_the_repository() -> None:
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
@@ -413,8 +417,7 @@ def test_nothing_refers_to_documents_outside_the_repository() -> None:
         path
         for path in tracked
         if (REPO / path).is_file()
-        and path != "tests/unit/test_shipping.py"
-        and "../shared" in (REPO / path).read_text(errors="replace")
+        and OUTSIDE in (REPO / path).read_text(errors="replace")
     ]
     assert outside == []
 

@@ -1,6 +1,6 @@
 """A labelled corpus of TF Serving memory traces, generated from seeds (deterministic).
 
-Leaks: the seeds' fast leak (8 GB -> 32 GB in ten minutes), medium leaks, the slow
+Leaks: the field reports' fast leak (8 GB -> 32 GB in ten minutes), medium leaks, the slow
 daily drift (2-3 GB -> 8-12 GB a day), leaks that start after hours, leaks under
 sawtooth and under bursty load. Healthy shapes: warm-up ramps that plateau,
 version transitions (a step up while two versions are loaded, then down), a
@@ -71,7 +71,7 @@ def _load_ramp(t: float, target: float, seconds: float = 60.0) -> float:
 
 def leak_traces(rng: random.Random, count: int) -> Iterator[Trace]:
     for i in range(count):
-        # The seeds' incident: a serving fleet at ~8 GB starts leaking ~50 MB per
+        # The field reports' incident: a serving fleet at ~8 GB starts leaking ~50 MB per
         # request and reaches 32 GB in about ten minutes.
         base, limit = rng.uniform(6, 10) * GiB, rng.choice([24, 32]) * GiB
         start, slope = rng.uniform(600, 3600), rng.uniform(2.0, 3.0) * GiB / 60
@@ -99,7 +99,7 @@ def leak_traces(rng: random.Random, count: int) -> Iterator[Trace]:
             rng,
         )
     for i in range(count):
-        # The seeds' slow drift: 2-3 GB to 8-12 GB over a day.
+        # The field reports' slow drift: 2-3 GB to 8-12 GB over a day.
         base, limit = rng.uniform(2, 3) * GiB, rng.choice([12, 14, 16]) * GiB
         slope = rng.uniform(5, 9) * GiB / 86400
         yield _trace(
