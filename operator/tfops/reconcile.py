@@ -178,11 +178,12 @@ def _forget_stale_writes(state: OperatorState, now: float) -> None:
 def _model_states(
     state: OperatorState, spec: ModelServerSpec, pods: Iterable[dict[str, Any]]
 ) -> dict[str, dict[str, list[VersionStatus]] | str]:
+    """Each running pod's model states, or why its TF Serving did not answer. Pods
+    are asked at once (a slow or dead pod costs one time-out, not one per pod); a
+    pod's models one after another, so a dead pod fails on its first."""
     settings = state.config
-    states: dict[str, dict[str, list[VersionStatus]] | str] = {}
-    for pod in pods:
-        if not pod_running(pod):
-            continue
+
+    def ask(pod: dict[str, Any]) -> dict[str, list[VersionStatus]] | str:
         meta = pod["metadata"]
         base = settings.serving_url_template.format(
             pod_ip=pod.get("status", {}).get("podIP", ""),
@@ -190,15 +191,18 @@ def _model_states(
             pod=meta["name"],
         )
         try:
-            states[meta["name"]] = {
+            return {
                 model.name: get_model_status(
                     base, model.name, settings.model_status_timeout_seconds
                 )
                 for model in spec.models
             }
         except ServingUnreachable as error:
-            states[meta["name"]] = str(error)
-    return states
+            return str(error)
+
+    running = [pod for pod in pods if pod_running(pod)]
+    answers = state.status_pool.map(ask, running)
+    return {pod["metadata"]["name"]: answer for pod, answer in zip(running, answers, strict=True)}
 
 
 def _live_models_config(

@@ -238,3 +238,53 @@ def test_first_difference_names_the_first_rendered_field_that_differs() -> None:
     changed = {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 9}]}}
     assert first_difference(desired, changed) == "spec.ports[1].port"
     assert first_difference(desired, {"spec": "x"}) == "spec"
+
+
+def test_model_states_ask_every_pod_at_once() -> None:
+    """Each answer waits until all three pods' requests have arrived: asked one
+    after another, the first would time out."""
+    import http.server
+    import json
+    import threading
+
+    from tfops.reconcile import _model_states
+
+    arrived = threading.Barrier(3, timeout=5)
+
+    class Serving(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            arrived.wait()
+            body = json.dumps({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serving)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        state = OperatorState(
+            config=OperatorConfig(
+                serving_url_template=f"http://127.0.0.1:{server.server_port}/{{pod}}",
+                model_status_timeout_seconds=2.0,
+            )
+        )
+        pods = [
+            {
+                "metadata": {"name": name, "namespace": "ml"},
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [{"name": "tensorflow-serving", "state": {"running": {}}}],
+                },
+            }
+            for name in ("a", "b", "c")
+        ]
+        from tfops.model import parse_spec
+
+        states = _model_states(state, parse_spec(SPEC), pods)
+    finally:
+        server.shutdown()
+    assert set(states) == {"a", "b", "c"}
+    assert all(isinstance(answer, dict) for answer in states.values()), states

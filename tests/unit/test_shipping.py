@@ -416,8 +416,7 @@ def test_nothing_refers_to_documents_outside_the_repository() -> None:
     outside = [
         path
         for path in tracked
-        if (REPO / path).is_file()
-        and OUTSIDE in (REPO / path).read_text(errors="replace")
+        if (REPO / path).is_file() and OUTSIDE in (REPO / path).read_text(errors="replace")
     ]
     assert outside == []
 
