@@ -61,23 +61,30 @@ def _rows(schema: dict[str, Any], path: str) -> list[str]:
         f"| `{path}` | {_type(schema)} | {_cell(_bounds(schema))} | "
         f"{_cell(schema.get('description', ''))} |"
     ]
-    for rule in schema.get("x-kubernetes-validations") or []:
-        rows.append(f"| `{path}` | rule | | {_cell(rule['message'])} |")
+    rows.extend(_rules(schema, path))
     items = schema.get("items") or {}
     if items.get("type") == "object" and "properties" in items:
+        # A list of objects: its items' rules, then their fields, under path[].
+        rows.extend(_rules(items, f"{path}[]"))
         rows.extend(_children(items, f"{path}[]"))
     elif "properties" in schema:
         rows.extend(_children(schema, path))
     return rows
 
 
+def _rules(schema: dict[str, Any], path: str) -> list[str]:
+    return [
+        f"| `{path}` | rule | | {_cell(rule['message'])} |"
+        for rule in schema.get("x-kubernetes-validations") or []
+    ]
+
+
 def _children(schema: dict[str, Any], path: str) -> list[str]:
-    rows: list[str] = []
-    for rule in schema.get("x-kubernetes-validations") or [] if path.endswith("[]") else []:
-        rows.append(f"| `{path}` | rule | | {_cell(rule['message'])} |")
-    for name, child in schema["properties"].items():
-        rows.extend(_rows(child, f"{path}.{name}"))
-    return rows
+    return [
+        row
+        for name, child in schema["properties"].items()
+        for row in _rows(child, f"{path}.{name}")
+    ]
 
 
 def render_api_doc(crd: dict[str, Any]) -> str:

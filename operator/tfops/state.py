@@ -41,7 +41,8 @@ class Backoff:
 class OperatorState:
     config: OperatorConfig = field(default_factory=OperatorConfig)
     health: ApiHealth = field(default_factory=ApiHealth)
-    # The process's one API client, created on first use (see api()).
+    # The process's one API client, created on first use (see api()); a list so the
+    # per-object shallow copies kopf makes of its memo share it once created.
     client: list[Any] = field(default_factory=list)
     # One reconcile at a time per ModelServer.
     locks: dict[Key, threading.Lock] = field(default_factory=dict)
