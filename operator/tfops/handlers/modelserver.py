@@ -4,7 +4,6 @@ and stop. The logic is in tfops.reconcile; this module only wires it to kopf."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -38,33 +37,18 @@ kopf.index(GROUP, VERSION, PLURAL, id=reconcile.MODELSERVER_INDEX)(
 )
 
 
-@dataclass
-class KopfSink:
-    """Inside a kopf handler: status rides on kopf's own final patch."""
-
-    body: kopf.Body
-    patch: kopf.Patch
-
-    def event(self, kind: str, reason: str, message: str) -> None:
-        kopf.event(self.body, type=kind, reason=reason, message=message)
-
-    def status(self, changes: dict[str, Any]) -> None:
-        for key, value in changes.items():
-            self.patch.status[key] = value
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def on_modelserver_change(
-    body: kopf.Body,
-    patch: kopf.Patch,
-    logger: Any,
-    reason: str,
-    memo: OperatorState,
-    **kwargs: Any,
+    body: kopf.Body, logger: Any, reason: str, memo: OperatorState, **kwargs: Any
 ) -> None:
-    reconcile.reconcile(memo, body, KopfSink(body, patch), logger, indexes=kwargs, trigger=reason)
+    # Status goes through the API, under the fleet's lock, not on kopf's patch
+    # after the handler returns: that patch could land after a later reconcile's
+    # write and put back fields from this one (Ready from one write, modelsSummary
+    # from another).
+    sink = kube.ApiSink(memo.api(), body)
+    reconcile.reconcile(memo, body, sink, logger, indexes=kwargs, trigger=reason)
 
 
 @kopf.on.event(*BY_KIND["Deployment"].resource, labels=OWNED)

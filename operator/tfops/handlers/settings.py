@@ -15,9 +15,8 @@ from tfops.state import OperatorState
 def configure(settings: kopf.OperatorSettings, logger: Any, memo: OperatorState, **_: Any) -> None:
     """Set every kopf setting we rely on explicitly, under our own names."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # Both in status (status.tfops), so kopf's closing write after a change is the
-    # one status patch that also carries ours: annotations would cost a second
-    # request on every create and update.
+    # Both in status (status.tfops), next to ours: one subresource, and no
+    # annotation write on the object itself for every create and update.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="tfops")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="tfops")
     # Watches have silently stopped for kopf users (kopf#585, #955): reconnect
