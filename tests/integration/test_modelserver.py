@@ -224,11 +224,22 @@ def test_an_image_change_rolls_the_fleet_with_no_unavailability(
         return deployment.spec.template.spec.containers[0].image == "tensorflow/serving:2.20.0"
 
     wait_for(rolled, timeout=30, what="the Deployment to carry the new image")
+
+    def running_pods() -> list[client.V1Pod]:
+        pods = core.list_namespaced_pod(namespace).items
+        return [
+            p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
+
+    # The fleet stays Ready through the roll, so the condition alone cannot say it ended:
+    # wait until every running pod is a new one.
+    wait_for(
+        lambda: bool(running_pods()) and not {p.metadata.name for p in running_pods()} & old_pods,
+        timeout=120,
+        what="the old pods to be replaced",
+    )
     servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable", timeout=120)
-    pods = core.list_namespaced_pod(namespace).items
-    running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-    assert running and not {p.metadata.name for p in running} & old_pods
-    assert all(p.spec.containers[0].image == "tensorflow/serving:2.20.0" for p in running)
+    assert all(p.spec.containers[0].image == "tensorflow/serving:2.20.0" for p in running_pods())
 
 
 def test_deleted_and_edited_owned_objects_are_restored(
