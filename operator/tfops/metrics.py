@@ -44,8 +44,20 @@ READY = Gauge(
     "1 when the ModelServer's Ready condition is True.",
     ["namespace", "modelserver"],
 )
-
-
+RESYNC_CYCLE_SECONDS = Histogram(
+    "tfops_resync_cycle_duration_seconds",
+    "Time to re-observe every ModelServer once (drift, model states, status).",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80),
+)
+RESYNC_LAG = Gauge(
+    "tfops_resync_lag_seconds",
+    "How late the latest resync cycle started against its period (0 when on time): "
+    "above 0, cycles take longer than the period and every fleet's status ages.",
+)
+RESYNC_FLEETS = Gauge(
+    "tfops_resync_fleets",
+    "ModelServers re-observed by the latest resync cycle.",
+)
 LEADER = Gauge(
     "tfops_leader",
     "1 while this replica acts (holds the leader Lease, or runs without leader election); "

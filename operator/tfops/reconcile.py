@@ -178,12 +178,15 @@ def _forget_stale_writes(state: OperatorState, now: float) -> None:
 def _model_states(
     state: OperatorState, spec: ModelServerSpec, pods: Iterable[dict[str, Any]]
 ) -> dict[str, dict[str, list[VersionStatus]] | str]:
-    """Each running pod's model states, or why its TF Serving did not answer. Pods
-    are asked at once (a slow or dead pod costs one time-out, not one per pod); a
-    pod's models one after another, so a dead pod fails on its first."""
+    """Each running pod's model states, or why its TF Serving did not answer. Every
+    (pod, model) is asked at once, each within the time-out: a slow pod costs its
+    slowest answer and a dead one one time-out, never one per pod or per model."""
     settings = state.config
+    running = [pod for pod in pods if pod_running(pod)]
+    asks = [(pod, model.name) for pod in running for model in spec.models]
 
-    def ask(pod: dict[str, Any]) -> dict[str, list[VersionStatus]] | str:
+    def ask(pair: tuple[dict[str, Any], str]) -> list[VersionStatus] | str:
+        pod, model = pair
         meta = pod["metadata"]
         base = settings.serving_url_template.format(
             pod_ip=pod.get("status", {}).get("podIP", ""),
@@ -191,18 +194,23 @@ def _model_states(
             pod=meta["name"],
         )
         try:
-            return {
-                model.name: get_model_status(
-                    base, model.name, settings.model_status_timeout_seconds
-                )
-                for model in spec.models
-            }
+            return get_model_status(base, model, settings.model_status_timeout_seconds)
         except ServingUnreachable as error:
             return str(error)
 
-    running = [pod for pod in pods if pod_running(pod)]
-    answers = state.status_pool.map(ask, running)
-    return {pod["metadata"]["name"]: answer for pod, answer in zip(running, answers, strict=True)}
+    states: dict[str, dict[str, list[VersionStatus]] | str] = {
+        pod["metadata"]["name"]: {} for pod in running
+    }
+    for (pod, model), answer in zip(asks, state.status_pool.map(ask, asks), strict=True):
+        name = pod["metadata"]["name"]
+        known = states[name]
+        if isinstance(known, str):
+            continue  # the pod already failed on another model: one error per pod
+        if isinstance(answer, str):
+            states[name] = answer
+        else:
+            known[model] = answer
+    return states
 
 
 def _live_models_config(

@@ -3,6 +3,11 @@
 Our own loop rather than a kopf timer: kopf puts a finalizer on every object with
 a timer, which costs a write per object and blocks deleting a ModelServer
 whenever the operator is down.
+
+Cycles start on a fixed cadence (period after the previous start, not after its
+end), so a cycle's cost shows as lag (tfops_resync_lag_seconds) instead of
+silently stretching the period. Fleets are re-observed by a pool wide enough that
+a fleet waiting on a slow or dead pod's time-out holds one worker, not the cycle.
 """
 
 from __future__ import annotations
@@ -10,11 +15,23 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from typing import Any
 
-from tfops import reconcile
+from tfops import metrics, reconcile
 from tfops.clients import kube
 from tfops.state import OperatorState
+
+# Fleets re-observed at once. Most of a resync is waiting (API reads, pods' REST
+# answers, time-outs of dead pods), so more workers than cores pays.
+RESYNC_WORKERS = 32
+
+
+def next_start(previous_start: float, period: float, now: float) -> tuple[float, float]:
+    """When the next cycle starts and how late that is: one period after the
+    previous start, or now when the previous cycle overran (no catch-up burst)."""
+    scheduled = previous_start + period
+    return max(scheduled, now), max(0.0, now - scheduled)
 
 
 class Resyncer:
@@ -23,7 +40,9 @@ class Resyncer:
         self.indexes = indexes
         self.period = state.config.resync_seconds
         self.stopped = threading.Event()
-        self.pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="resync")
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            RESYNC_WORKERS, thread_name_prefix="resync"
+        )
         self.thread = threading.Thread(target=self.run, name="resync", daemon=True)
         self.logger = logging.getLogger("tfops.resync")
 
@@ -41,10 +60,20 @@ class Resyncer:
             meta = body.get("metadata", {})
             self.logger.exception("Failed to resync %s/%s", meta.get("namespace"), meta.get("name"))
 
+    def cycle(self) -> None:
+        started = time.monotonic()
+        bodies = reconcile.snapshot(self.indexes, reconcile.MODELSERVER_INDEX)
+        list(self.pool.map(self.resync_one, bodies))
+        metrics.RESYNC_CYCLE_SECONDS.observe(time.monotonic() - started)
+        metrics.RESYNC_FLEETS.set(len(bodies))
+
     def run(self) -> None:
-        while not self.stopped.wait(self.period):
-            bodies = reconcile.snapshot(self.indexes, reconcile.MODELSERVER_INDEX)
-            list(self.pool.map(self.resync_one, bodies))
+        start = time.monotonic() + self.period
+        while not self.stopped.wait(max(0.0, start - time.monotonic())):
+            self.cycle()
+            start_after, lag = next_start(start, self.period, time.monotonic())
+            metrics.RESYNC_LAG.set(lag)
+            start = start_after
 
     def start(self) -> None:
         self.thread.start()

@@ -60,10 +60,11 @@ class OperatorState:
             max_workers=8, thread_name_prefix="apply"
         )
     )
-    # Where pods' TF Serving is asked for model states, all of a fleet's at once.
+    # Where pods' TF Serving is asked for model states, all of a fleet's at once;
+    # twice the resync's width, so every resyncing fleet's two pods are asked at once.
     status_pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
-            max_workers=16, thread_name_prefix="model-status"
+            max_workers=64, thread_name_prefix="model-status"
         )
     )
     # Background loops to stop at shutdown (the resync, the memory guard).

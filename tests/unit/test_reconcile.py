@@ -4,8 +4,10 @@ the API server; the integration tests run the same against a real one)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -240,20 +242,39 @@ def test_first_difference_names_the_first_rendered_field_that_differs() -> None:
     assert first_difference(desired, {"spec": "x"}) == "spec"
 
 
-def test_model_states_ask_every_pod_at_once() -> None:
-    """Each answer waits until all three pods' requests have arrived: asked one
-    after another, the first would time out."""
+TWO_MODELS = {
+    **SPEC,
+    "models": [
+        {"name": "ranker", "basePath": "/models/ranker", "size": "100Mi"},
+        {"name": "scorer", "basePath": "/models/scorer", "size": "100Mi"},
+    ],
+}
+
+
+def _running_pods(*names: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "metadata": {"name": name, "namespace": "ml"},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [{"name": "tensorflow-serving", "state": {"running": {}}}],
+            },
+        }
+        for name in names
+    ]
+
+
+@contextlib.contextmanager
+def _serving(answer: Callable[[str], None]) -> Iterator[str]:
+    """A loopback REST server: `answer(path)` runs before each reply (to wait or
+    block); yields the URL template for the operator."""
     import http.server
     import json
     import threading
 
-    from tfops.reconcile import _model_states
-
-    arrived = threading.Barrier(3, timeout=5)
-
     class Serving(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            arrived.wait()
+            answer(self.path)
             body = json.dumps({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
             self.send_response(200)
             self.end_headers()
@@ -262,29 +283,74 @@ def test_model_states_ask_every_pod_at_once() -> None:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serving)
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, *_: Any) -> None:
+            pass  # a client that timed out closed its end: expected here
+
+    server = Server(("127.0.0.1", 0), Serving)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        state = OperatorState(
-            config=OperatorConfig(
-                serving_url_template=f"http://127.0.0.1:{server.server_port}/{{pod}}",
-                model_status_timeout_seconds=2.0,
-            )
-        )
-        pods = [
-            {
-                "metadata": {"name": name, "namespace": "ml"},
-                "status": {
-                    "phase": "Running",
-                    "containerStatuses": [{"name": "tensorflow-serving", "state": {"running": {}}}],
-                },
-            }
-            for name in ("a", "b", "c")
-        ]
-        from tfops.model import parse_spec
-
-        states = _model_states(state, parse_spec(SPEC), pods)
+        yield f"http://127.0.0.1:{server.server_port}/{{pod}}"
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_model_states_ask_every_pod_and_model_at_once() -> None:
+    """Each answer waits until all six requests (3 pods x 2 models) have arrived:
+    asked one after another, the first would time out."""
+    import threading
+
+    from tfops.model import parse_spec
+    from tfops.reconcile import _model_states
+
+    arrived = threading.Barrier(6, timeout=5)
+    with _serving(lambda _path: arrived.wait()) as template:
+        state = OperatorState(
+            config=OperatorConfig(serving_url_template=template, model_status_timeout_seconds=2.0)
+        )
+        states = _model_states(state, parse_spec(TWO_MODELS), _running_pods("a", "b", "c"))
     assert set(states) == {"a", "b", "c"}
     assert all(isinstance(answer, dict) for answer in states.values()), states
+    assert all(set(answer) == {"ranker", "scorer"} for answer in states.values()), states
+
+
+def test_a_dead_pod_costs_one_time_out_and_a_slow_one_its_slowest_answer() -> None:
+    """A pod that never answers is reported with its error after one time-out (not
+    one per model); a pod slower than half the time-out still answers for both."""
+    import threading
+    import time
+
+    from tfops.model import parse_spec
+    from tfops.reconcile import _model_states
+
+    released = threading.Event()
+
+    def answer(path: str) -> None:
+        if path.startswith("/dead/"):
+            released.wait(10)
+        elif path.startswith("/slow/"):
+            time.sleep(0.6)
+
+    with _serving(answer) as template:
+        state = OperatorState(
+            config=OperatorConfig(serving_url_template=template, model_status_timeout_seconds=1.0)
+        )
+        started = time.monotonic()
+        states = _model_states(state, parse_spec(TWO_MODELS), _running_pods("dead", "slow", "ok"))
+        elapsed = time.monotonic() - started
+        released.set()
+    assert isinstance(states["dead"], str) and "timed out" in states["dead"], states
+    assert states["slow"] == states["ok"] and set(states["ok"]) == {"ranker", "scorer"}
+    assert elapsed < 1.9, f"took {elapsed:.2f} s: a time-out per model, not per pod"
+
+
+def test_resync_cycles_keep_their_cadence_and_report_lag() -> None:
+    from tfops.resync import next_start
+
+    # On time: one period after the previous start, whatever the cycle took.
+    assert next_start(100.0, 10.0, 103.0) == (110.0, 0.0)
+    # Overran by 4 s: start now (no burst of catch-up cycles) and say how late.
+    assert next_start(100.0, 10.0, 114.0) == (114.0, 4.0)
