@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -117,7 +118,10 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    # Cached: resolving the annotations' strings was most of the time to parse a
+    # spec, and every reconcile and guard tick parses one.
     return typing.get_type_hints(cls)
 
 
