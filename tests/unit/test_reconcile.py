@@ -17,11 +17,11 @@ from tfops.owned import BY_KIND, WATCHED_KINDS
 from tfops.reconcile import (
     MODELSERVER_INDEX,
     ApplyFailed,
+    Stored,
     apply_phases,
     describe_failure,
     first_difference,
     reconcile,
-    trim,
 )
 from tfops.state import OperatorState
 
@@ -136,7 +136,7 @@ def _indexes(objects: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], l
     }
     indexes[MODELSERVER_INDEX] = {}
     for obj in objects:
-        indexes[BY_KIND[obj["kind"]].index].setdefault(("ml", "search"), []).append(trim(obj))
+        indexes[BY_KIND[obj["kind"]].index].setdefault(("ml", "search"), []).append(Stored(obj))
     return indexes
 
 

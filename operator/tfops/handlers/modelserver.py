@@ -21,9 +21,9 @@ OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 def _by_owner(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[tuple[str, str], dict[str, Any]]:
+) -> dict[tuple[str, str], reconcile.Stored]:
     key = reconcile.owner_key(namespace, labels)
-    return {key: reconcile.trim(body)} if key else {}
+    return {key: reconcile.Stored(body)} if key else {}
 
 
 for _owned in WATCHED_KINDS:
@@ -33,7 +33,7 @@ for _owned in WATCHED_KINDS:
     kopf.index(*_resource, labels=OWNED, id=_owned.index)(_by_owner)
 
 kopf.index(GROUP, VERSION, PLURAL, id=reconcile.MODELSERVER_INDEX)(
-    lambda body, namespace, name, **_: {(namespace, name): reconcile.trim(body)}
+    lambda body, namespace, name, **_: {(namespace, name): reconcile.Stored(body)}
 )
 
 
