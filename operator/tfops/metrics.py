@@ -58,6 +58,12 @@ RESYNC_FLEETS = Gauge(
     "tfops_resync_fleets",
     "ModelServers re-observed by the latest resync cycle.",
 )
+API_REQUESTS = Counter(
+    "tfops_api_requests_total",
+    "Requests to the Kubernetes API by the operator's client, by method (kopf's "
+    "watches are apart).",
+    ["method"],
+)
 LEADER = Gauge(
     "tfops_leader",
     "1 while this replica acts (holds the leader Lease, or runs without leader election); "
