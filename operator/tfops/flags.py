@@ -50,6 +50,10 @@ FLAGS: dict[str, Flag] = {
         Flag("tensorflow_inter_op_parallelism", why="from the CPU limit, not the node's cores"),
         Flag("rest_api_num_threads", why="default 4 x the node's cores"),
         Flag("grpc_max_threads", (2, 5), "caps gRPC thread explosions under bursts"),
+        Flag(
+            "grpc_channel_arguments",
+            why="grpc.max_connection_age_ms: clients reconnect and spread over new pods",
+        ),
         Flag("enable_batching"),
         Flag("batching_parameters_file"),
         Flag("monitoring_config_file", why="Prometheus metrics on the REST port"),

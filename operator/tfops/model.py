@@ -610,6 +610,36 @@ class Promotion:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Traffic:
+    drain_seconds: int = spec_field(
+        "Before a serving pod stops (rollout, scale-down, leak restart) it keeps serving "
+        "this long while Services and load balancers stop sending to it: a preStop sleep "
+        "(the kubelet's sleep action, Kubernetes 1.30 or newer). TF Serving has no SIGTERM "
+        "handling, so requests still in flight when it is signalled are cut. 0: no preStop "
+        "(for older clusters).",
+        default=15,
+        minimum=0,
+        maximum=600,
+    )
+    max_connection_age_seconds: int = spec_field(
+        "gRPC clients keep one HTTP/2 connection to one pod, so pods a scale-out adds get no "
+        "gRPC traffic. TF Serving closes connections older than this "
+        "(--grpc_channel_arguments=grpc.max_connection_age_ms) and clients reconnect, "
+        "spreading over the pods. 0: connections live for ever.",
+        default=300,
+        minimum=0,
+        maximum=86400,
+    )
+    max_connection_age_grace_seconds: int = spec_field(
+        "How long calls in flight on a connection closed for its age may still finish "
+        "(grpc.max_connection_age_grace_ms).",
+        default=30,
+        minimum=0,
+        maximum=3600,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class MemoryGuard:
     enabled: bool = spec_field(
         "Watch every serving pod's working set for leaks. Default true.",
@@ -720,6 +750,11 @@ class ModelServerSpec:
     promotion: Promotion | None = spec_field(
         "How version changes of served models proceed: old and new side by side, labels "
         "moved once the new versions are AVAILABLE everywhere, automatic rollback.",
+        default=None,
+    )
+    traffic: Traffic | None = spec_field(
+        "How pods are taken out of traffic before they stop, and how gRPC connections are "
+        "spread over pods. Default: 15 s drain, connections re-made every 300 s.",
         default=None,
     )
     allocator: Literal["glibc", "jemalloc"] = spec_field(

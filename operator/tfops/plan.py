@@ -22,6 +22,7 @@ from tfops.model import (
     ModelServerSpec,
     Probes,
     Promotion,
+    Traffic,
 )
 from tfops.quantity import (
     GiB,
@@ -69,6 +70,10 @@ LOAD_RETRY_MAX_SECONDS = 60
 # What one failed load attempt is assumed to take when checking that a promotion
 # time-out leaves TF Serving time to report the failure.
 FAILED_ATTEMPT_SECONDS = 10
+# Kubernetes' default grace period, kept when the drain is short; a drain gets this
+# margin on top, so the kubelet's SIGKILL never lands inside the preStop sleep.
+DEFAULT_TERMINATION_GRACE_SECONDS = 30
+TERMINATION_MARGIN_SECONDS = 10
 JEMALLOC_PATH = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 
@@ -116,6 +121,11 @@ class Plan:
     promotion_timeout_seconds: int = 0
     liveness_period_seconds: int = 0
     readiness_period_seconds: int = 0
+    # Graceful stop: the preStop sleep, and a grace period that outlasts it.
+    drain_seconds: int = 0
+    termination_grace_seconds: int = 30
+    # --grpc_channel_arguments ("" renders no flag).
+    grpc_channel_arguments: str = ""
 
     def knows_flag(self, flag: str) -> bool:
         return flags.knows(self.serving_version, flag)
@@ -299,6 +309,17 @@ def _gpu_fraction(spec: ModelServerSpec) -> float | None:
     return None if fraction is None else min(1.0, round(fraction, 4))
 
 
+def _grpc_channel_arguments(traffic: Traffic) -> str:
+    """TF Serving splits the flag on ',' then '=' and passes values that parse as
+    int32 as ints (server.cc:99-109, :396-405), so milliseconds stay below 2^31."""
+    if traffic.max_connection_age_seconds == 0:
+        return ""
+    return (
+        f"grpc.max_connection_age_ms={traffic.max_connection_age_seconds * 1000},"
+        f"grpc.max_connection_age_grace_ms={traffic.max_connection_age_grace_seconds * 1000}"
+    )
+
+
 def make_plan(spec: ModelServerSpec) -> Plan:
     """Derive every effective setting. Raises SpecInvalid with field paths and fixes."""
     errors: list[SpecError] = []
@@ -310,6 +331,7 @@ def make_plan(spec: ModelServerSpec) -> Plan:
     gpu = spec.gpu
     budget = _startup_budget(spec)
     probes = spec.probes or Probes()
+    traffic = spec.traffic or Traffic()
     plan = Plan(
         spec=spec,
         image=image,
@@ -333,6 +355,11 @@ def make_plan(spec: ModelServerSpec) -> Plan:
         jemalloc=spec.allocator == "jemalloc",
         liveness_period_seconds=probes.liveness_period_seconds,
         readiness_period_seconds=probes.readiness_period_seconds,
+        drain_seconds=traffic.drain_seconds,
+        termination_grace_seconds=max(
+            DEFAULT_TERMINATION_GRACE_SECONDS, traffic.drain_seconds + TERMINATION_MARGIN_SECONDS
+        ),
+        grpc_channel_arguments=_grpc_channel_arguments(traffic),
     )
     timeout = spec.promotion.timeout_seconds if spec.promotion else None
     plan = dataclasses.replace(

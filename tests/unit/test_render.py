@@ -117,3 +117,56 @@ def test_rendered_manifests_are_valid_yaml_documents() -> None:
     for example in EXAMPLES:
         for obj in _render(example):
             assert yaml.safe_load(to_yaml(obj)) == obj
+
+
+def _deployment(spec: dict[str, Any]) -> dict[str, Any]:
+    objects = render_all(Owner("search", "ml", "u-1"), make_plan(parse_spec(spec)))
+    return _kind(objects, "Deployment")
+
+
+TRAFFIC_SPEC = {"models": [{"name": "ranker", "basePath": "gs://bucket/ranker", "size": "100Mi"}]}
+
+
+def test_pods_drain_before_they_stop_and_the_grace_period_outlasts_the_drain() -> None:
+    default = _deployment(TRAFFIC_SPEC)["spec"]["template"]["spec"]
+    (container,) = default["containers"]
+    # The kubelet's own sleep: no shell in the image, restricted Pod Security holds.
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 15}}}
+    assert default["terminationGracePeriodSeconds"] == 30
+
+    long = _deployment({**TRAFFIC_SPEC, "traffic": {"drainSeconds": 45}})["spec"]["template"]
+    assert long["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 45
+    assert long["spec"]["terminationGracePeriodSeconds"] == 55
+
+    off = _deployment({**TRAFFIC_SPEC, "traffic": {"drainSeconds": 0}})["spec"]["template"]
+    assert "lifecycle" not in off["spec"]["containers"][0]
+    assert off["spec"]["terminationGracePeriodSeconds"] == 30
+
+
+def test_grpc_connections_are_re_made_so_clients_spread_over_new_pods() -> None:
+    def channel_flag(spec: dict[str, Any]) -> list[str]:
+        args = _deployment(spec)["spec"]["template"]["spec"]["containers"][0]["args"]
+        return [a for a in args if a.startswith("--grpc_channel_arguments=")]
+
+    assert channel_flag(TRAFFIC_SPEC) == [
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=300000,"
+        "grpc.max_connection_age_grace_ms=30000"
+    ]
+    tuned = {"maxConnectionAgeSeconds": 60, "maxConnectionAgeGraceSeconds": 5}
+    assert channel_flag({**TRAFFIC_SPEC, "traffic": tuned}) == [
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=60000,"
+        "grpc.max_connection_age_grace_ms=5000"
+    ]
+    assert channel_flag({**TRAFFIC_SPEC, "traffic": {"maxConnectionAgeSeconds": 0}}) == []
+
+
+def test_the_rendered_channel_arguments_are_ones_tf_serving_parses() -> None:
+    """What TF Serving's parser (the stand-in's, which refuses more) makes of them:
+    int values, as server.cc passes a value that parses as int32."""
+    from tfops.testing.standin.tfserving import Options
+
+    args = _deployment({**TRAFFIC_SPEC, "traffic": {"maxConnectionAgeSeconds": 86400}})
+    options = Options.from_args(args["spec"]["template"]["spec"]["containers"][0]["args"])
+    parsed = dict(options.grpc_channel_arguments)
+    assert parsed["grpc.max_connection_age_ms"] == "86400000"
+    assert int(parsed["grpc.max_connection_age_ms"]) < 2**31

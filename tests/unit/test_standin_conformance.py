@@ -352,6 +352,15 @@ def test_unknown_flags_are_ignored_and_malformed_values_refused() -> None:
         Options.from_args(["--max_num_load_retries=two"])
 
 
+def test_grpc_channel_arguments_need_key_value_entries() -> None:
+    options = Options.from_args(["--grpc_channel_arguments=grpc.max_connection_age_ms=5000,a=b"])
+    assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", "5000"), ("a", "b"))
+    # server.cc reads key_val[1] unchecked: undefined behaviour there, refused here.
+    for bad in ("grpc.max_connection_age_ms", "a=1,,b=2", "=5"):
+        with pytest.raises(BadFlag):
+            Options.from_args([f"--grpc_channel_arguments={bad}"])
+
+
 # -- the REST API (§5) ------------------------------------------------------------------------
 
 

@@ -67,6 +67,8 @@ def render_flags(plan: Plan, files: dict[str, str]) -> list[str]:
     ]
     if plan.knows_flag("enable_grpc_healthcheck_service"):
         values.append(("enable_grpc_healthcheck_service", True))
+    if plan.grpc_channel_arguments:
+        values.append(("grpc_channel_arguments", plan.grpc_channel_arguments))
     if BATCHING_FILE in files:
         values += [
             ("enable_batching", True),
@@ -242,6 +244,10 @@ def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[s
         },
         **_probes(plan),
     }
+    if plan.drain_seconds:
+        # Endpoints are removed while the pod still serves; TF Serving dies on the
+        # SIGTERM that follows. The kubelet's own sleep: no shell in the image needed.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": plan.drain_seconds}}}
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner)},
         "strategy": {
@@ -268,7 +274,7 @@ def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[s
                 },
                 "automountServiceAccountToken": bool(pod.automount_service_account_token),
                 "enableServiceLinks": False,
-                "terminationGracePeriodSeconds": 30,
+                "terminationGracePeriodSeconds": plan.termination_grace_seconds,
                 "containers": [container],
                 "volumes": volumes,
             },

@@ -52,6 +52,18 @@ def _int(text: str) -> int:
     return int(text)
 
 
+def _channel_arguments(text: str) -> tuple[tuple[str, str], ...]:
+    # server.cc:99-109 splits on ',' then '=' and reads key_val[1] unchecked: an
+    # entry without '=' is undefined behaviour there, so the stand-in refuses it.
+    pairs = []
+    for entry in text.split(","):
+        key, equals, value = entry.partition("=")
+        if not key or not equals:
+            raise BadFlag(f"Malformed --grpc_channel_arguments entry {entry!r}: needs key=value")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Options:
     """The flags the stand-in honours, with TF Serving's own defaults (server.h:60-80)."""
@@ -62,6 +74,7 @@ class Options:
     max_load_retries: int = 5  # --max_num_load_retries
     load_retry_interval_seconds: float = 60.0  # --load_retry_interval_micros
     allow_labels_for_unavailable: bool = False  # --allow_version_labels_for_...
+    grpc_channel_arguments: tuple[tuple[str, str], ...] = ()
     # Unknown flags are printed and ignored (model_servers/main.cc:333-335).
     ignored: tuple[str, ...] = ()
 
@@ -81,6 +94,7 @@ class Options:
                 "allow_labels_for_unavailable",
                 _bool,
             ),
+            "grpc_channel_arguments": ("grpc_channel_arguments", _channel_arguments),
         }
         values: dict[str, Any] = {}
         ignored = []
