@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,15 @@ class PodView:
         self.incarnation = (self.uid, running.get("restartCount", 0) if running else -1)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its time-out) closed the connection: expected.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class TFServingStandIn:
     """Serve TF Serving's REST API for every serving pod, on 127.0.0.1.
 
@@ -131,8 +141,7 @@ class TFServingStandIn:
         self.requests = 0
         self.lock = threading.RLock()
         self.stopped = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._threads = [
             threading.Thread(target=self._server.serve_forever, daemon=True),
             threading.Thread(target=self._watch, args=("pods",), daemon=True),
