@@ -41,8 +41,12 @@ from tfops.status import (
 from tfops.timefmt import now_iso
 
 REPLICAS_HANDOVER_MANAGER = "tfops-replicas-handover"
-# How long our own writes are trusted over the watch-fed indexes.
-INDEX_LAG_SECONDS = 5.0
+# Our own writes are trusted over the watch-fed indexes until the index shows a
+# resourceVersion at least as new (under load the watches lag by many seconds, and
+# judging from the stale copy would write everything again), and at most this long.
+INDEX_LAG_SECONDS = 120.0
+# A write whose resourceVersion we do not know is trusted only this long.
+UNVERSIONED_TRUST_SECONDS = 5.0
 # A ModelServer whose last reconcile failed waits this long before the next try
 # (doubling per failure, up to the maximum); a new generation tries at once.
 BACKOFF_FIRST_SECONDS = 5.0
@@ -170,24 +174,49 @@ def _resource_version(obj: dict[str, Any] | None) -> int:
         return 0
 
 
+def caught_up(indexed: Mapping[str, Any] | None, written: Remembered) -> bool:
+    """Whether the index holds our write or something newer."""
+    return (
+        indexed is not None
+        and written.resource_version > 0
+        and _resource_version(dict(indexed)) >= written.resource_version
+    )
+
+
+def trusted(written: Remembered, now: float) -> bool:
+    """Whether our write is still trusted over the index by its age alone."""
+    limit = INDEX_LAG_SECONDS if written.resource_version else UNVERSIONED_TRUST_SECONDS
+    return now - written.at <= limit
+
+
 def live_object(
     indexed: dict[str, Any] | None, applied: Remembered | None, now: float
 ) -> dict[str, Any] | None:
     """The freshest copy of an owned object we know of: our own last write while
-    the index may lag behind it, else the index."""
-    if applied is None or now - applied.at > INDEX_LAG_SECONDS:
+    the index lags behind it, else the index."""
+    if applied is None or not trusted(applied, now) or caught_up(indexed, applied):
         return indexed
-    if indexed is None:
-        return applied.body
-    newer = _resource_version(applied.body) > _resource_version(indexed)
-    return applied.body if newer else indexed
+    return applied.body
+
+
+def _remembered_write(
+    memory: dict[Any, Remembered], key: Any, indexed: Mapping[str, Any] | None
+) -> Remembered | None:
+    """Our last write under `key`, forgotten once the index has caught up with it
+    (so a later deletion is seen as one)."""
+    remembered = memory.get(key)
+    if remembered is not None and caught_up(indexed, remembered):
+        memory.pop(key, None)
+        return None
+    return remembered
 
 
 def _forget_stale_writes(state: OperatorState, now: float) -> None:
-    """Drop what we remembered of our own writes once the watches surely caught up."""
+    """Drop what we remembered of writes the watches never showed us (the object
+    went away first): the bound on what we trust over them."""
     for memory in (state.last_applied, state.written_status):
         for key, remembered in list(memory.items()):
-            if now - remembered.at > INDEX_LAG_SECONDS:
+            if not trusted(remembered, now):
                 memory.pop(key, None)  # type: ignore[arg-type]
 
 
@@ -339,8 +368,11 @@ def _converge(
     live: dict[str, dict[str, Any] | None] = {}
     for owned in OWNED_KINDS:
         found = lookup(indexes, owned.index, key)
-        remembered = state.last_applied.get((owner.namespace, owned.kind, names[owned.kind]))
-        live[owned.kind] = live_object(found[0] if found else None, remembered, now)
+        indexed = found[0] if found else None
+        remembered = _remembered_write(
+            state.last_applied, (owner.namespace, owned.kind, names[owned.kind]), indexed
+        )
+        live[owned.kind] = live_object(indexed, remembered, now)
 
     pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
     for desired in render_all(owner, plan, serving):
@@ -375,7 +407,7 @@ def _converge(
                 kind, name = desired["kind"], desired["metadata"]["name"]
                 live[kind] = trim(result)
                 state.last_applied[(owner.namespace, kind, name)] = Remembered(
-                    time.monotonic(), live[kind]
+                    time.monotonic(), live[kind], _resource_version(live[kind])
                 )
                 reason = "Created" if current is None else "Updated"
                 metrics.APPLIES.labels(kind, reason.lower()).inc()
@@ -483,7 +515,10 @@ class Sink(Protocol):
 
     def event(self, kind: str, reason: str, message: str) -> None: ...
 
-    def status(self, changes: dict[str, Any]) -> None: ...
+    def status(self, changes: dict[str, Any]) -> int:
+        """Write status changes; returns the ModelServer's new resourceVersion (0
+        when unknown: then the write is trusted over the index only briefly)."""
+        ...
 
 
 def describe_failure(error: BaseException) -> tuple[str, str, bool]:
@@ -690,8 +725,8 @@ def _reconcile(
 def _previous_status(state: OperatorState, owner: Owner, body: Mapping[str, Any]) -> dict[str, Any]:
     # The body can predate our own last status write by a moment (watch lag);
     # judging from it would count an OOM kill twice or write the same again.
-    written = state.written_status.get((owner.namespace, owner.name))
-    if written is not None and time.monotonic() - written.at < INDEX_LAG_SECONDS:
+    written = _remembered_write(state.written_status, (owner.namespace, owner.name), body)
+    if written is not None and trusted(written, time.monotonic()):
         return dict(written.body)
     return dict(body.get("status") or {})
 
@@ -708,9 +743,11 @@ def _write_status(
     changes = status_patch(previous, status)
     if not changes:
         return
-    sink.status(changes)
+    written_version = sink.status(changes)
     merged = {k: v for k, v in {**previous, **changes}.items() if v is not None}
-    state.written_status[(owner.namespace, owner.name)] = Remembered(time.monotonic(), merged)
+    state.written_status[(owner.namespace, owner.name)] = Remembered(
+        time.monotonic(), merged, written_version
+    )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     before = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)
     metrics.READY.labels(owner.namespace, owner.name).set(ready["status"] == "True")

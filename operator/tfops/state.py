@@ -21,11 +21,13 @@ Key = tuple[str, str]  # (namespace, ModelServer name)
 
 @dataclass
 class Remembered:
-    """Something we wrote, and when (monotonic): the watch-fed index can lag behind
-    our own write by a moment, and judging from a stale copy would write again."""
+    """Something we wrote, when (monotonic), and the resourceVersion it got: the
+    watch-fed index can lag behind our own write, and judging from a stale copy
+    would write again."""
 
     at: float
     body: dict[str, Any]
+    resource_version: int = 0
 
 
 @dataclass

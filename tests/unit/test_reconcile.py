@@ -112,8 +112,9 @@ class FakeSink:
     def event(self, kind: str, reason: str, message: str) -> None:
         self.events.append((kind, reason, message))
 
-    def status(self, changes: dict[str, Any]) -> None:
+    def status(self, changes: dict[str, Any]) -> int:
         self.status_writes.append(changes)
+        return 0  # resourceVersion unknown
 
 
 SPEC = {
@@ -354,3 +355,26 @@ def test_resync_cycles_keep_their_cadence_and_report_lag() -> None:
     assert next_start(100.0, 10.0, 103.0) == (110.0, 0.0)
     # Overran by 4 s: start now (no burst of catch-up cycles) and say how late.
     assert next_start(100.0, 10.0, 114.0) == (114.0, 4.0)
+
+
+def test_our_writes_are_trusted_until_the_lagging_index_catches_up() -> None:
+    from tfops.reconcile import _remembered_write, live_object
+    from tfops.state import Remembered
+
+    ours = {"metadata": {"resourceVersion": "120"}, "spec": {"replicas": 3}}
+    stale = {"metadata": {"resourceVersion": "100"}, "spec": {"replicas": 2}}
+    written = Remembered(at=0.0, body=ours, resource_version=120)
+    # The watch is 60 s behind: still our write, not the stale copy (or nothing).
+    assert live_object(stale, written, now=60.0) is ours
+    assert live_object(None, written, now=60.0) is ours
+    # Caught up (or overtaken by someone else's edit): the index.
+    newer = {"metadata": {"resourceVersion": "130"}, "spec": {"replicas": 5}}
+    assert live_object(newer, written, now=1.0) is newer
+    # Once caught up, the memory goes, so a later deletion is seen as one.
+    memory = {"key": written}
+    assert _remembered_write(memory, "key", {"metadata": {"resourceVersion": "120"}}) is None
+    assert memory == {}
+    # A write whose resourceVersion is unknown is trusted only briefly.
+    unversioned = Remembered(at=0.0, body=ours)
+    assert live_object(stale, unversioned, now=2.0) is ours
+    assert live_object(stale, unversioned, now=60.0) is stale

@@ -180,15 +180,18 @@ def hand_over_field(api: client.ApiClient, obj: dict[str, Any], manager: str) ->
     )
 
 
-def patch_status(api: client.ApiClient, namespace: str, name: str, changes: dict[str, Any]) -> None:
-    """Merge-patch a ModelServer's status subresource (None deletes a key)."""
-    _call(
+def patch_status(api: client.ApiClient, namespace: str, name: str, changes: dict[str, Any]) -> int:
+    """Merge-patch a ModelServer's status subresource (None deletes a key); returns
+    its new resourceVersion (0 when the answer has none)."""
+    patched = _call(
         api,
         "PATCH",
         f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
         body={"status": changes},
         content_type="application/merge-patch+json",
     )
+    version = str(((patched or {}).get("metadata") or {}).get("resourceVersion") or "")
+    return int(version) if version.isdigit() else 0
 
 
 def post_event(
@@ -317,9 +320,9 @@ class ApiSink:
     def event(self, kind: str, reason: str, message: str) -> None:
         post_event(self.api, self.body, kind=kind, reason=reason, message=message)
 
-    def status(self, changes: dict[str, Any]) -> None:
+    def status(self, changes: dict[str, Any]) -> int:
         meta = self.body["metadata"]
-        patch_status(self.api, meta["namespace"], meta["name"], changes)
+        return patch_status(self.api, meta["namespace"], meta["name"], changes)
 
 
 class Leases:
