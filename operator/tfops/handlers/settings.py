@@ -19,6 +19,10 @@ def configure(settings: kopf.OperatorSettings, logger: Any, memo: OperatorState,
     # annotation write on the object itself for every create and update.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="tfops")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="tfops")
+    # After its own patch (status.tfops), kopf waits for the watch to show it before
+    # handling the object again; with the default 5 s, a watch lagging under load
+    # (hundreds of fleets created at once) made kopf run the creation again.
+    settings.persistence.consistency_timeout = 60
     # Watches have silently stopped for kopf users (kopf#585, #955): reconnect
     # on the server's side well before any proxy idles the stream out.
     settings.watching.server_timeout = 300
