@@ -25,7 +25,7 @@ from tfops.memory.watch import (
     restore_pod,
     settings_for,
 )
-from tfops.model import MemoryGuard, parse_spec
+from tfops.model import MemoryGuard
 from tfops.quantity import parse_bytes
 from tfops.render.common import CONTAINER_NAME, Owner
 from tfops.schema import SpecInvalid
@@ -91,7 +91,7 @@ class MemoryGuardLoop:
             key = (meta["namespace"], meta["name"])
             seen.add(key)
             try:
-                guard = parse_spec(body.get("spec")).memory_guard or MemoryGuard()
+                guard = reconcile.spec_and_plan(self.state, body)[0].memory_guard or MemoryGuard()
             except SpecInvalid:
                 continue
             fleet = self.state.fleets.get(key)
@@ -116,6 +116,8 @@ class MemoryGuardLoop:
                 logger.warning("Could not sample %s/%s: %s", *key, error)
         for gone in set(self.state.fleets) - seen:
             self.state.fleets.pop(gone, None)
+        for gone in set(self.state.plans) - seen:
+            self.state.plans.pop(gone, None)
 
     def saved_histories(self, namespace: str, name: str) -> dict[str, str]:
         """Pod histories a previous operator process saved (read once per fleet)."""

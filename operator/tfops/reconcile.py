@@ -632,6 +632,22 @@ def reconcile(
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
+def spec_and_plan(state: OperatorState, body: Mapping[str, Any]) -> tuple[ModelServerSpec, Plan]:
+    """The ModelServer's parsed spec and plan, parsed once per generation. Raises
+    SpecInvalid (never remembered: the next generation may fix it)."""
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace", ""), meta.get("name", ""))
+    stamp = (str(meta.get("uid", "")), int(meta.get("generation") or 0))
+    known = state.plans.get(key)
+    if known is not None and known[0] == stamp and stamp[1]:
+        return known[1], known[2]
+    spec = parse_spec(body.get("spec"))
+    plan = make_plan(spec)
+    if stamp[1]:
+        state.plans[key] = (stamp, spec, plan)
+    return spec, plan
+
+
 def _reconcile(
     state: OperatorState,
     writer: Writer,
@@ -645,8 +661,7 @@ def _reconcile(
     generation: int,
 ) -> str:
     try:
-        spec = parse_spec(body.get("spec"))
-        plan = make_plan(spec)
+        spec, plan = spec_and_plan(state, body)
     except SpecInvalid as invalid:
         status = compute_status(
             generation=generation,

@@ -57,6 +57,10 @@ class OperatorState:
     # What the memory guard knows of each ModelServer: written by its loop, read
     # by the status computation.
     fleets: dict[Key, FleetWatch] = field(default_factory=dict)
+    # Each ModelServer's parsed spec and plan, by (uid, generation): every resync,
+    # Deployment event and guard round needs them, and the spec changes only with
+    # a new generation.
+    plans: dict[Key, tuple[tuple[str, int], Any, Any]] = field(default_factory=dict)
     apply_pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
             max_workers=8, thread_name_prefix="apply"

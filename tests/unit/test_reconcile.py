@@ -378,3 +378,19 @@ def test_our_writes_are_trusted_until_the_lagging_index_catches_up() -> None:
     unversioned = Remembered(at=0.0, body=ours)
     assert live_object(stale, unversioned, now=2.0) is ours
     assert live_object(stale, unversioned, now=60.0) is stale
+
+
+def test_a_spec_is_parsed_once_per_generation() -> None:
+    from tfops.reconcile import spec_and_plan
+
+    state = _state()
+    first = spec_and_plan(state, _body())
+    assert spec_and_plan(state, _body()) == first
+    assert spec_and_plan(state, _body())[0] is first[0]  # the remembered parse
+    changed = {**SPEC, "replicas": 3}
+    assert spec_and_plan(state, _body(changed, generation=2))[1].replicas == 3
+    # The same name and generation under a new uid (deleted and re-created) is new.
+    recreated = _body(changed, generation=2)
+    recreated["metadata"]["uid"] = "u-2"
+    recreated["spec"]["replicas"] = 4
+    assert spec_and_plan(state, recreated)[1].replicas == 4
