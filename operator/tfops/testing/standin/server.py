@@ -133,6 +133,9 @@ class TFServingStandIn:
         self.delay = delay
         self.pods: dict[tuple[str, str], PodView] = {}
         self.configs: dict[tuple[str, str], str] = {}
+        # Set when a pod or ConfigMap changed: processes follow pods only then, so a
+        # tick with thousands of pods costs nothing when nothing changed.
+        self.changed = True
         self.processes: dict[tuple[str, str], tuple[tuple[str, int], Process]] = {}
         # Everything a real TF Serving would have logged as a failed reload or an
         # exit, kept after the process is gone: (namespace, pod, message).
@@ -205,6 +208,7 @@ class TFServingStandIn:
                 self.stopped.wait(0.5)
 
     def _replace(self, kind: str, items: list[dict[str, Any]]) -> None:
+        self.changed = True
         if kind == "pods":
             self.pods = {}
         else:
@@ -213,6 +217,7 @@ class TFServingStandIn:
             self._observe(kind, "ADDED", item)
 
     def _observe(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        self.changed = True
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         if kind == "configmaps":
             text = (obj.get("data") or {}).get(MODELS_FILE)
@@ -229,7 +234,9 @@ class TFServingStandIn:
         while not self.stopped.wait(TICK_SECONDS):
             now = time.monotonic()
             with self.lock:
-                self._converge(now)
+                if self.changed:
+                    self.changed = False
+                    self._converge(now)
                 for key, (_, process) in self.processes.items():
                     if now >= process.idle_until:
                         self._advance(key, process, now)
