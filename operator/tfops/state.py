@@ -51,6 +51,8 @@ class OperatorState:
     locks_guard: threading.Lock = field(default_factory=threading.Lock)
     # What our own last apply returned, per (namespace, kind, name).
     last_applied: dict[tuple[str, str, str], Remembered] = field(default_factory=dict)
+    # When stale entries were last dropped from both (monotonic).
+    forgotten_at: float = 0.0
     # The status we last wrote, per ModelServer.
     written_status: dict[Key, Remembered] = field(default_factory=dict)
     backoffs: dict[Key, Backoff] = field(default_factory=dict)

@@ -3,6 +3,7 @@ start-up-only files batching.config, monitoring.config and session.config."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -57,6 +58,13 @@ def render_models_config(
 def parse_models_config(text: str) -> dict[str, Configured]:
     """The versions and labels a written models.config serves, by model; {} when the
     text does not parse (then nothing is assumed to be live)."""
+    return dict(_parse_models_config(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_models_config(text: str) -> dict[str, Configured]:
+    # Cached: every reconcile reads the live models.config, and protobuf's text
+    # parser was a tenth of the operator's CPU; callers get a copy.
     config = ModelServerConfig()
     try:
         text_format.Parse(text, config)
