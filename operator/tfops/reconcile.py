@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from tfops import metrics, promotion
+from tfops import metrics, promotion, readiness
 from tfops.clients import kube
 from tfops.clients.tfserving import ServingUnreachable, get_model_status
 from tfops.model import ModelServerSpec, parse_spec
@@ -530,6 +530,10 @@ class Writer(Protocol):
 
     def delete(self, kind: str, namespace: str, name: str) -> bool: ...
 
+    def set_pod_condition(self, namespace: str, pod: str, condition: dict[str, Any]) -> int:
+        """Set one condition on a pod's status; returns its new resourceVersion."""
+        ...
+
 
 class Sink(Protocol):
     """Where a reconcile's Events and status changes go."""
@@ -653,6 +657,54 @@ def reconcile(
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
+def _set_readiness_gates(
+    state: OperatorState,
+    writer: Writer,
+    *,
+    spec: ModelServerSpec,
+    pods: list[dict[str, Any]],
+    model_states: dict[str, dict[str, list[VersionStatus]] | str] | None,
+    serving: dict[str, Configured],
+    logger: Any,
+) -> None:
+    """Each running pod's readiness gate, from its model states (None: not checked,
+    the gate opens once TF Serving is up). Written only when it changes; a pod that
+    went away meanwhile is skipped."""
+    now = time.monotonic()
+    for pod in pods:
+        meta = pod["metadata"]
+        gates = (pod.get("spec") or {}).get("readinessGates") or []
+        if not pod_running(pod) or not any(
+            g.get("conditionType") == readiness.CONDITION for g in gates
+        ):
+            continue  # not started, or from a template before the gate existed
+        if model_states is None:
+            gate = readiness.UNCHECKED
+        elif meta["name"] in model_states:
+            gate = readiness.gate_for_pod(spec, model_states[meta["name"]], serving)
+        else:
+            continue
+        key = (meta["namespace"], "Pod", meta["name"])
+        written = _remembered_write(state.last_applied, key, pod)
+        seen = written.body if written is not None and trusted(written, now) else pod
+        condition = readiness.gate_change(seen, gate, now_iso())
+        if condition is None:
+            continue
+        try:
+            version = writer.set_pod_condition(meta["namespace"], meta["name"], condition)
+        except ApiException as error:
+            if error.status != 404:
+                logger.warning(
+                    "Could not set the readiness gate of pod %s: %s",
+                    meta["name"],
+                    kube.error_message(error),
+                )
+            continue
+        state.last_applied[key] = Remembered(
+            time.monotonic(), {"status": {"conditions": [condition]}}, version
+        )
+
+
 def spec_and_plan(state: OperatorState, body: Mapping[str, Any]) -> tuple[ModelServerSpec, Plan]:
     """The ModelServer's parsed spec and plan, parsed once per generation. Raises
     SpecInvalid (never remembered: the next generation may fix it)."""
@@ -726,6 +778,15 @@ def _reconcile(
     )
     if model_states is None:
         model_states = _model_states(state, spec, pods) if checked else {}
+    _set_readiness_gates(
+        state,
+        writer,
+        spec=spec,
+        pods=pods,
+        model_states=model_states if checked else None,
+        serving=serving,
+        logger=logger,
+    )
     fleet = state.fleets.get((owner.namespace, owner.name))
     observation = Observation(
         deployment=live.get("Deployment"),

@@ -68,6 +68,17 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def pod_serving(pod: dict[str, Any]) -> bool:
+    """TF Serving's own probes pass (ContainersReady): it is up, whatever the
+    readiness gate says of its models. Ready also waits for that gate, which the
+    operator sets from the very model states judged here."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    conditions = pod.get("status", {}).get("conditions") or []
+    by_type = {c.get("type"): c.get("status") for c in conditions}
+    return by_type.get("ContainersReady", by_type.get("Ready")) == "True"
+
+
 def pod_running(pod: dict[str, Any]) -> bool:
     """Scheduled, started and not going away: a pod whose TF Serving is (or will
     shortly be) serving whatever models.config says."""
@@ -277,11 +288,12 @@ def _check_rollout(
             findings.degraded.append(
                 ("RolloutStuck", f"The rollout is stuck: {cond.get('message')}")
             )
-    ready = int(dep_status.get("readyReplicas", 0))
+    # Pods whose TF Serving is up: one its readiness gate holds back (a model still
+    # loading) is judged by the model checks, which say why.
     if desired == 0:
         findings.not_ready("ScaledToZero", "replicas is 0.")
-    elif ready < desired or not ready_pods:
-        findings.not_ready("PodsNotReady", f"{ready} of {desired} pods are ready.")
+    elif ready_pods < desired:
+        findings.not_ready("PodsNotReady", f"{ready_pods} of {desired} pods are ready.")
 
 
 def _check_models(
@@ -497,7 +509,7 @@ def compute_status(
         )
 
     deployment = observation.deployment
-    ready_names = {p["metadata"]["name"] for p in observation.pods if pod_ready(p)}
+    ready_names = {p["metadata"]["name"] for p in observation.pods if pod_serving(p)}
     desired = int((deployment or {}).get("spec", {}).get("replicas", plan.replicas))
     dep_status = (deployment or {}).get("status", {})
     status: dict[str, Any] = {

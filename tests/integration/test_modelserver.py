@@ -572,3 +572,67 @@ def test_a_deployment_the_apiserver_refuses_creates_nothing_and_is_reported(
 
     servers.patch("search", {"modelStorage": {"volume": {"nfs": {"server": "nfs", "path": "/m"}}}})
     servers.wait_condition("search", "Ready", "True", timeout=120)
+
+
+def test_a_pod_leaves_the_endpoints_while_a_model_loads_and_comes_back_once_it_serves(
+    api: client.ApiClient, namespace: str, models_claim: str, model_store: Path
+) -> None:
+    """The readiness gate: TF Serving's own probes pass throughout (its ports are
+    open), yet a model added later and not yet AVAILABLE takes the pod out of the
+    Service's endpoints until it serves."""
+    from tfops.readiness import CONDITION
+
+    manifest = load_example("minimal")
+    servers = _deploy(api, namespace, model_store, manifest)
+    servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable")
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+
+    def endpoints_ready() -> list[bool]:
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=minimal"
+        ).items
+        return [bool(e.conditions.ready) for s in slices for e in s.endpoints or []]
+
+    def gates() -> list[str]:
+        return [
+            c.status
+            for p in core.list_namespaced_pod(namespace).items
+            if not p.metadata.deletion_timestamp
+            for c in p.status.conditions or []
+            if c.type == CONDITION
+        ]
+
+    wait_for(
+        lambda: endpoints_ready() and all(endpoints_ready()), timeout=30, what="ready endpoints"
+    )
+    assert gates() and all(g == "True" for g in gates())
+
+    # A new model whose base path has no version yet: it cannot become AVAILABLE.
+    models = [
+        *manifest["spec"]["models"],
+        {"name": "later", "basePath": "/models/later", "size": "50Mi"},
+    ]
+    servers.patch("minimal", {"models": models})
+    wait_for(
+        lambda: gates() and all(g == "False" for g in gates()),
+        timeout=60,
+        what="the gates to close",
+    )
+    wait_for(
+        lambda: endpoints_ready() and not any(endpoints_ready()), timeout=30, what="endpoints out"
+    )
+    # Its containers stay ready: TF Serving is up and serves the first model.
+    pods = core.list_namespaced_pod(namespace).items
+    assert all(
+        c.status == "True" for p in pods for c in p.status.conditions or []
+        if c.type == "ContainersReady"
+    )  # fmt: skip
+
+    add_versions(model_store, "/models/later", 1)
+    wait_for(
+        lambda: gates() and all(g == "True" for g in gates()), timeout=90, what="the gates to open"
+    )
+    wait_for(
+        lambda: endpoints_ready() and all(endpoints_ready()), timeout=30, what="endpoints back"
+    )
+    servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable")

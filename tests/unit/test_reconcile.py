@@ -83,6 +83,7 @@ class FakeWriter:
         self.applied: list[dict[str, Any]] = []
         self.deleted: list[tuple[str, str, str]] = []
         self.handed_over: list[dict[str, Any]] = []
+        self.pod_conditions: list[tuple[str, dict[str, Any]]] = []
         self.version = 100
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +99,11 @@ class FakeWriter:
 
     def hand_over(self, obj: dict[str, Any], manager: str) -> None:
         self.handed_over.append(obj)
+
+    def set_pod_condition(self, namespace: str, pod: str, condition: dict[str, Any]) -> int:
+        self.version += 1
+        self.pod_conditions.append((pod, condition))
+        return self.version
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         self.deleted.append((kind, namespace, name))
@@ -394,3 +400,44 @@ def test_a_spec_is_parsed_once_per_generation() -> None:
     recreated["metadata"]["uid"] = "u-2"
     recreated["spec"]["replicas"] = 4
     assert spec_and_plan(state, recreated)[1].replicas == 4
+
+
+def _gated_pod(name: str, conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    from tfops.readiness import CONDITION
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "resourceVersion": "7"},
+        "spec": {
+            "containers": [{"name": "tensorflow-serving"}],
+            "readinessGates": [{"conditionType": CONDITION}],
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": conditions or [{"type": "ContainersReady", "status": "True"}],
+        },
+    }
+
+
+def test_readiness_gates_are_set_once_and_not_again_while_the_index_lags() -> None:
+    from tfops.readiness import CONDITION
+
+    writer, state = FakeWriter(), _state()
+    _reconcile(state, _body(), writer, _indexes([]))
+    live = list(writer.applied)
+    plain = _gated_pod("search-b")
+    del plain["spec"]["readinessGates"]  # from a template before the gate: left alone
+    indexes = _indexes([*live, _gated_pod("search-a"), plain])
+    _reconcile(state, _body(), writer, indexes)
+    ((pod, condition),) = writer.pod_conditions
+    assert pod == "search-a" and condition["type"] == CONDITION
+    assert (condition["status"], condition["reason"]) == ("True", "NotChecked")
+    # The pod index has not caught up yet: our write is trusted, nothing is re-sent.
+    _reconcile(state, _body(), writer, indexes)
+    assert len(writer.pod_conditions) == 1
+    # Caught up with the condition: still nothing to write.
+    caught_up = _gated_pod("search-a", [{"type": "ContainersReady", "status": "True"}, condition])
+    caught_up["metadata"]["resourceVersion"] = str(writer.version)
+    _reconcile(_state(), _body(), writer, _indexes([*live, caught_up]))
+    assert len(writer.pod_conditions) == 1

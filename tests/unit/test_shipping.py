@@ -178,6 +178,13 @@ def test_rbac_is_exactly_what_the_operator_uses(tools: Path) -> None:
     assert {r for _, r, v in granted if v == "delete"} == {"horizontalpodautoscalers"}
     assert ("", "pods/eviction", "create") in granted
     assert ("", "pods", "delete") not in granted
+    # The readiness gate: a pod's status, never the pod itself.
+    assert {(r, v) for g, r, v in granted if g == "" and r.startswith("pods")} == {
+        ("pods", "list"),
+        ("pods", "watch"),
+        ("pods/eviction", "create"),
+        ("pods/status", "patch"),
+    }
 
 
 def test_values_are_checked_against_the_schema(tools: Path) -> None:

@@ -56,6 +56,10 @@ tfops uses (operator/tfops/clients/kube.py, kopf's watches and status writes).
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
+# Each serving pod's readiness gate (serving.tfops.dev/models-ready).
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
 # The memory guard's samples.
 - apiGroups: ["metrics.k8s.io"]
   resources: ["pods"]

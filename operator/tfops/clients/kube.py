@@ -190,7 +190,12 @@ def patch_status(api: client.ApiClient, namespace: str, name: str, changes: dict
         body={"status": changes},
         content_type="application/merge-patch+json",
     )
-    version = str(((patched or {}).get("metadata") or {}).get("resourceVersion") or "")
+    return _version_of(patched)
+
+
+def _version_of(obj: Any) -> int:
+    """An answer's resourceVersion, 0 when it has none."""
+    version = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
     return int(version) if version.isdigit() else 0
 
 
@@ -308,6 +313,17 @@ class Writer:
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         return delete(self.api, kind, namespace, name)
+
+    def set_pod_condition(self, namespace: str, pod: str, condition: dict[str, Any]) -> int:
+        # A strategic merge patch: conditions merge by type, the kubelet's stay.
+        patched = _call(
+            self.api,
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
+            body={"status": {"conditions": [condition]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        return _version_of(patched)
 
 
 class ApiSink:

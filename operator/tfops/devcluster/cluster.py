@@ -36,6 +36,8 @@ from tfops.devcluster.pki import ADMIN_NAME, Pki, write_pki
 GPU_NODE_LABEL = "nvidia.com/gpu.present"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 LOOPBACK = "127.0.0.1"
+# Stages that replace or add to kwok's own (kwok.yaml).
+STAGES = Path(__file__).parent / "stages"
 # Room for thousands of Services (a /24 runs out at 253: benchmarks create 300+).
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
@@ -358,11 +360,14 @@ class LocalCluster:
     def _kwok_args(self) -> list[str]:
         pki = self._pki()
         config = self.workdir / "kwok.yaml"
-        documents = [
-            (self.home / "kwok" / name).read_text()
-            for name in sorted(os.listdir(self.home / "kwok"))
+        # kwok's own stages, with ours in place of those of the same file name
+        # (readiness gates as the kubelet treats them: see stages/).
+        stages = {
+            name: (self.home / "kwok" / name).read_text()
+            for name in os.listdir(self.home / "kwok")
             if name.endswith(".yaml")
-        ]
+        } | {path.name: path.read_text() for path in STAGES.glob("*.yaml")}
+        documents = [stages[name] for name in sorted(stages)]
         config.write_text("\n---\n".join(documents))
         return [
             self.binary("kwok"),

@@ -13,6 +13,8 @@ GRPC_PORT = 8500
 REST_PORT = 8501
 CONFIG_DIR = "/etc/tfops"
 CONTAINER_NAME = "tensorflow-serving"
+# The pods' readiness gate, set by the operator (tfops.readiness).
+READINESS_CONDITION = f"{GROUP}/models-ready"
 
 
 @dataclass(frozen=True)

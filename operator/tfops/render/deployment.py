@@ -20,6 +20,7 @@ from tfops.render.common import (
     CONTAINER_NAME,
     GROUP,
     GRPC_PORT,
+    READINESS_CONDITION,
     REST_PORT,
     Owner,
     labels,
@@ -277,6 +278,9 @@ def render_deployment(owner: Owner, plan: Plan, files: dict[str, str]) -> dict[s
                 "terminationGracePeriodSeconds": plan.termination_grace_seconds,
                 "containers": [container],
                 "volumes": volumes,
+                # Ready (and in the Service's endpoints) only while the operator
+                # says every model is served here (tfops.readiness).
+                "readinessGates": [{"conditionType": READINESS_CONDITION}],
             },
         },
     }

@@ -1,0 +1,92 @@
+"""The per-pod readiness gate: a pod takes traffic only while it serves every model.
+
+TF Serving's own probes say only "started": its gRPC health service is SERVING once
+the initial config has loaded, so a pod stays in the Service while a model added
+later is still loading or has failed. Every serving pod carries a readiness gate
+(`readinessGates` in the pod template) whose condition the operator sets from the
+model states it already reads: the kubelet counts the pod Ready, and the endpoint
+controller lists it, only while the condition is True.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tfops.model import ModelServerSpec
+from tfops.model_status import VersionStatus
+from tfops.promotion import Configured
+from tfops.render.common import READINESS_CONDITION as CONDITION
+
+
+@dataclass(frozen=True)
+class Gate:
+    status: str  # "True" or "False"
+    reason: str
+    message: str
+
+
+def serves(states: list[VersionStatus], configured: Configured) -> bool:
+    """Whether a pod can answer for a model: every version a label names is
+    AVAILABLE (clients ask by label), else some configured version is (during a
+    promotion the old one serves while the new one loads)."""
+    available = {v.version for v in states if v.state == "AVAILABLE"}
+    labelled = set(configured.label_map.values())
+    if labelled:
+        return labelled <= available
+    if configured.versions is not None:
+        return bool(available & set(configured.versions))
+    return bool(available)
+
+
+def gate_for_pod(
+    spec: ModelServerSpec,
+    answer: dict[str, list[VersionStatus]] | str,
+    serving: dict[str, Configured],
+) -> Gate:
+    """The gate of one running pod, from its TF Serving's answer (or why there was
+    none) and what models.config serves now."""
+    if isinstance(answer, str):
+        return Gate("False", "ModelStatusUnknown", f"TF Serving did not answer: {answer}")
+    missing = [
+        model.name
+        for model in spec.models
+        if not serves(answer.get(model.name, []), serving.get(model.name) or Configured.of(model))
+    ]
+    if missing:
+        return Gate(
+            "False",
+            "ModelsNotAvailable",
+            f"Not serving {', '.join(missing)} yet (loading, failed or not configured).",
+        )
+    return Gate("True", "ModelsAvailable", f"Serving all {len(spec.models)} model(s).")
+
+
+UNCHECKED = Gate(
+    "True", "NotChecked", "The operator does not read model states (no serving URL template)."
+)
+
+
+def gate_change(pod: dict[str, Any], gate: Gate, now: str) -> dict[str, Any] | None:
+    """The condition to write on the pod, or None when it already says this."""
+    current = next(
+        (
+            c
+            for c in (pod.get("status") or {}).get("conditions") or []
+            if c.get("type") == CONDITION
+        ),
+        None,
+    )
+    if current is not None and (current.get("status"), current.get("reason")) == (
+        gate.status,
+        gate.reason,
+    ):
+        return None
+    changed = current is None or current.get("status") != gate.status
+    return {
+        "type": CONDITION,
+        "status": gate.status,
+        "reason": gate.reason,
+        "message": gate.message,
+        "lastTransitionTime": now if changed else current.get("lastTransitionTime", now),
+    }

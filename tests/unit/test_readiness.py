@@ -1,0 +1,74 @@
+"""The per-pod readiness gate: True only while the pod serves every model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfops.model import parse_spec
+from tfops.model_status import VersionStatus
+from tfops.promotion import Configured
+from tfops.readiness import CONDITION, UNCHECKED, gate_change, gate_for_pod
+
+SPEC = parse_spec(
+    {
+        "models": [
+            {"name": "ranker", "basePath": "gs://b/ranker", "versionPolicy": {"specific": [1, 2]},
+             "versionLabels": {"stable": 1}},
+            {"name": "scorer", "basePath": "gs://b/scorer"},
+        ]
+    }
+)  # fmt: skip
+
+
+def _v(version: int, state: str) -> VersionStatus:
+    return VersionStatus(version=version, state=state)
+
+
+def test_a_pod_serving_every_model_is_ready() -> None:
+    answer = {"ranker": [_v(2, "AVAILABLE"), _v(1, "AVAILABLE")], "scorer": [_v(3, "AVAILABLE")]}
+    gate = gate_for_pod(SPEC, answer, {})
+    assert (gate.status, gate.reason) == ("True", "ModelsAvailable")
+
+
+def test_a_model_still_loading_or_missing_keeps_the_pod_out() -> None:
+    loading = {"ranker": [_v(1, "AVAILABLE")], "scorer": [_v(3, "LOADING")]}
+    gate = gate_for_pod(SPEC, loading, {})
+    assert (gate.status, gate.reason) == ("False", "ModelsNotAvailable")
+    assert "scorer" in gate.message and "ranker" not in gate.message
+    assert gate_for_pod(SPEC, {"ranker": [_v(1, "AVAILABLE")]}, {}).status == "False"
+
+
+def test_the_labelled_version_decides_during_a_promotion() -> None:
+    """Version 2 still loads while the label names 1: the pod answers for `stable`."""
+    answer = {"ranker": [_v(2, "LOADING"), _v(1, "AVAILABLE")], "scorer": [_v(3, "AVAILABLE")]}
+    assert gate_for_pod(SPEC, answer, {}).status == "True"
+    # Once models.config moves the label to 2, the pod must serve 2.
+    moved = {"ranker": Configured((1, 2), (("stable", 2),))}
+    assert gate_for_pod(SPEC, answer, moved).status == "False"
+
+
+def test_a_pod_that_does_not_answer_is_out() -> None:
+    gate = gate_for_pod(SPEC, "timed out", {})
+    assert (gate.status, gate.reason) == ("False", "ModelStatusUnknown")
+    assert "timed out" in gate.message
+
+
+def _pod(conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"status": {"conditions": conditions}}
+
+
+def test_the_gate_is_written_only_when_it_changes() -> None:
+    assert gate_change(_pod([]), UNCHECKED, "t1") == {
+        "type": CONDITION,
+        "status": "True",
+        "reason": "NotChecked",
+        "message": UNCHECKED.message,
+        "lastTransitionTime": "t1",
+    }
+    same = {"type": CONDITION, "status": "True", "reason": "NotChecked", "lastTransitionTime": "t0"}
+    assert gate_change(_pod([same]), UNCHECKED, "t1") is None
+    # A new reason with the same status keeps the transition time.
+    answer = {"ranker": [_v(1, "AVAILABLE")], "scorer": [_v(1, "AVAILABLE")]}
+    change = gate_change(_pod([same]), gate_for_pod(SPEC, answer, {}), "t2")
+    assert change is not None and change["lastTransitionTime"] == "t0"
+    assert change["reason"] == "ModelsAvailable"
