@@ -57,11 +57,12 @@ manifests:
 manifests-stdout:
 	@$(HELM) template $(MANIFEST_ARGS)
 
-# About 20 minutes: 50 latency samples, 300 ModelServers, 1000 resync cycles;
+# About 40 minutes: 50 latency samples; 100, 300 and 1000 ModelServers with
+# model-state checks on, each with its raw-apply baseline and 10 idle resync cycles;
 # then the leak detector and its baselines over the trace corpus (2 minutes).
 bench: $(INSTALLED) control-plane
-	$(BIN)/python bench/reconcile.py --latency-count 50 --scale-count 300 \
-		--soak-cycles 1000 --resync-seconds 1
+	$(BIN)/python bench/reconcile.py --latency-count 50 --scale-counts 100,300,1000 \
+		--soak-cycles 10
 	$(BIN)/python bench/memory_guard.py --per-family 12 --seed 7
 
 demo: $(INSTALLED)

@@ -118,6 +118,8 @@ class MemoryGuardLoop:
             self.state.fleets.pop(gone, None)
         for gone in set(self.state.plans) - seen:
             self.state.plans.pop(gone, None)
+        for gone in set(self.state.configs_seen) - seen:
+            self.state.configs_seen.pop(gone, None)
 
     def saved_histories(self, namespace: str, name: str) -> dict[str, str]:
         """Pod histories a previous operator process saved (read once per fleet)."""

@@ -90,3 +90,28 @@ def gate_change(pod: dict[str, Any], gate: Gate, now: str) -> dict[str, Any] | N
         "message": gate.message,
         "lastTransitionTime": now if changed else current.get("lastTransitionTime", now),
     }
+
+
+def config_differences(
+    spec: ModelServerSpec,
+    answer: dict[str, list[VersionStatus]],
+    serving: dict[str, Configured],
+) -> list[str]:
+    """What a pod reports that models.config does not say: a model it does not know,
+    or a specific version it reports in no state at all (TF Serving lists every
+    version it was told to serve, loading, available or failed). Empty when it has
+    applied the config. Labels are not reported over REST, so not compared."""
+    differences = []
+    for model in spec.models:
+        states = answer.get(model.name, [])
+        if not states:
+            differences.append(f"model {model.name} unknown to it")
+            continue
+        configured = (serving.get(model.name) or Configured.of(model)).versions
+        reported = {v.version for v in states}
+        missing = sorted(set(configured or ()) - reported)
+        if missing:
+            differences.append(
+                f"model {model.name} version(s) {', '.join(map(str, missing))} not reported"
+            )
+    return differences

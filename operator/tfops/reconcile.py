@@ -657,6 +657,39 @@ def reconcile(
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
+def _config_not_applied(
+    state: OperatorState,
+    owner: Owner,
+    *,
+    spec: ModelServerSpec,
+    plan: Plan,
+    serving: dict[str, Configured],
+    model_states: dict[str, dict[str, list[VersionStatus]] | str],
+) -> tuple[dict[str, list[str]], float]:
+    """Pods that still do not serve what models.config says once TF Serving has had
+    the time to poll it, list the versions and load them; and how long it has said
+    it. The clock starts when this process first sees the config (after an operator
+    restart, later: never sooner)."""
+    key = (owner.namespace, owner.name)
+    now = time.monotonic()
+    seen = frozenset(serving.items())
+    known = state.configs_seen.get(key)
+    if known is None or known[0] != seen:
+        state.configs_seen[key] = (seen, now)
+        return {}, 0.0
+    age = now - known[1]
+    budget = plan.config_poll_seconds + plan.version_poll_seconds + plan.startup_budget_seconds
+    if age < budget:
+        return {}, age
+    lagging = {}
+    for pod, answer in model_states.items():
+        if isinstance(answer, dict):
+            differences = readiness.config_differences(spec, answer, serving)
+            if differences:
+                lagging[pod] = differences
+    return lagging, age
+
+
 def _set_readiness_gates(
     state: OperatorState,
     writer: Writer,
@@ -787,6 +820,9 @@ def _reconcile(
         serving=serving,
         logger=logger,
     )
+    lagging, config_age = _config_not_applied(
+        state, owner, spec=spec, plan=plan, serving=serving, model_states=model_states
+    )
     fleet = state.fleets.get((owner.namespace, owner.name))
     observation = Observation(
         deployment=live.get("Deployment"),
@@ -798,6 +834,8 @@ def _reconcile(
         leaks=fleet.leaks() if fleet else {},
         guard_restarts=list(fleet.restarts) if fleet else [],
         guard_restarts_total=fleet.restarts_total if fleet else 0,
+        config_not_applied=lagging,
+        config_age_seconds=config_age,
     )
     for kill in new_oom_kills(pods, previous):
         metrics.OOM_KILLS.labels(owner.namespace, owner.name).inc()

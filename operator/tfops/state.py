@@ -51,6 +51,9 @@ class OperatorState:
     locks_guard: threading.Lock = field(default_factory=threading.Lock)
     # What our own last apply returned, per (namespace, kind, name).
     last_applied: dict[tuple[str, str, str], Remembered] = field(default_factory=dict)
+    # What each fleet's models.config serves, and since when (monotonic): a pod not
+    # serving it long after is reported (ConfigNotApplied).
+    configs_seen: dict[Key, tuple[frozenset[Any], float]] = field(default_factory=dict)
     # When stale entries were last dropped from both (monotonic).
     forgotten_at: float = 0.0
     # The status we last wrote, per ModelServer.

@@ -49,6 +49,10 @@ class Observation:
     # serves now, and the transitions' records (status.promotions).
     serving: dict[str, Configured] = field(default_factory=dict)
     promotions: list[dict[str, Any]] = field(default_factory=list)
+    # Pods still not serving what models.config has said for longer than the polls
+    # and a load take (tfops.readiness.config_differences): pod -> what differs.
+    config_not_applied: dict[str, list[str]] = field(default_factory=dict)
+    config_age_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -358,6 +362,23 @@ def _check_models(
     return models, available
 
 
+def _check_config_applied(observation: Observation, findings: _Findings) -> None:
+    if not observation.config_not_applied:
+        return
+    pod, differences = sorted(observation.config_not_applied.items())[0]
+    others = len(observation.config_not_applied) - 1
+    findings.degraded.append(
+        (
+            "ConfigNotApplied",
+            f"Pod {pod}{f' (and {others} more)' if others else ''} does not serve what "
+            f"models.config has said for {observation.config_age_seconds:.0f}s: "
+            f"{'; '.join(differences)}. Check the model's basePath; if it is right, TF "
+            "Serving's config polling may have wedged (it can ignore later fixes): "
+            "delete the pod to have it read models.config afresh.",
+        )
+    )
+
+
 def _check_promotions(
     promotions: list[dict[str, Any]], generation: int, findings: _Findings
 ) -> None:
@@ -537,6 +558,7 @@ def compute_status(
     _check_oom(observation.pods, plan, now, findings)
     _check_exits(observation.pods, now, findings)
     _check_promotions(observation.promotions, generation, findings)
+    _check_config_applied(observation, findings)
     if observation.promotions:
         status["promotions"] = observation.promotions
     status["memoryGuard"] = {

@@ -7,7 +7,7 @@ from typing import Any
 from tfops.model import parse_spec
 from tfops.model_status import VersionStatus
 from tfops.promotion import Configured
-from tfops.readiness import CONDITION, UNCHECKED, gate_change, gate_for_pod
+from tfops.readiness import CONDITION, UNCHECKED, config_differences, gate_change, gate_for_pod
 
 SPEC = parse_spec(
     {
@@ -72,3 +72,16 @@ def test_the_gate_is_written_only_when_it_changes() -> None:
     change = gate_change(_pod([same]), gate_for_pod(SPEC, answer, {}), "t2")
     assert change is not None and change["lastTransitionTime"] == "t0"
     assert change["reason"] == "ModelsAvailable"
+
+
+def test_config_differences_name_what_the_pod_has_not_applied() -> None:
+    answer = {"ranker": [_v(1, "AVAILABLE")], "scorer": [_v(3, "AVAILABLE")]}
+    assert config_differences(SPEC, answer, {}) == ["model ranker version(s) 2 not reported"]
+    # Loading or failed counts as applied: TF Serving was told of the version.
+    told = {"ranker": [_v(2, "LOADING"), _v(1, "AVAILABLE")], "scorer": [_v(3, "AVAILABLE")]}
+    assert config_differences(SPEC, told, {}) == []
+    assert config_differences(SPEC, {"ranker": told["ranker"]}, {}) == [
+        "model scorer unknown to it"
+    ]
+    # What models.config serves now decides, not the spec (a transition in flight).
+    assert config_differences(SPEC, answer, {"ranker": Configured((1,), ())}) == []

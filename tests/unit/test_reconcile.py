@@ -441,3 +441,28 @@ def test_readiness_gates_are_set_once_and_not_again_while_the_index_lags() -> No
     caught_up["metadata"]["resourceVersion"] = str(writer.version)
     _reconcile(_state(), _body(), writer, _indexes([*live, caught_up]))
     assert len(writer.pod_conditions) == 1
+
+
+def test_config_not_applied_waits_for_the_polls_and_a_load_then_names_the_pod() -> None:
+    from tfops.model import parse_spec
+    from tfops.model_status import VersionStatus
+    from tfops.plan import make_plan
+    from tfops.reconcile import _config_not_applied
+    from tfops.render import Owner
+
+    state, spec = _state(), parse_spec(SPEC)
+    plan, owner = make_plan(spec), Owner("search", "ml", "u-1")
+    stale = {"a": {"ranker": []}, "b": {"ranker": [VersionStatus(version=1, state="AVAILABLE")]}}
+
+    def judge() -> tuple[dict[str, list[str]], float]:
+        return _config_not_applied(
+            state, owner, spec=spec, plan=plan, serving={}, model_states=stale
+        )
+
+    assert judge() == ({}, 0.0)  # first seen now: the clock starts
+    assert judge()[0] == {}  # within the polls and the load budget
+    seen, since = state.configs_seen[("ml", "search")]
+    budget = plan.config_poll_seconds + plan.version_poll_seconds + plan.startup_budget_seconds
+    state.configs_seen[("ml", "search")] = (seen, since - budget - 1)
+    lagging, age = judge()
+    assert lagging == {"a": ["model ranker unknown to it"]} and age > budget

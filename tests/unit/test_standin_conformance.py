@@ -279,6 +279,29 @@ def test_models_config_is_read_only_at_the_poll_period(store: Path) -> None:
     assert server.states("b") == {1: AVAILABLE}
 
 
+def test_a_wedged_config_poll_applies_nothing_new_and_the_operator_sees_it(store: Path) -> None:
+    """The test knob for field reports' wedged polling: later configs are ignored,
+    and what the pod reports differs from models.config as the operator judges it."""
+    from tfops.model import parse_spec
+    from tfops.model_status import parse_model_status
+    from tfops.readiness import config_differences
+
+    server = _server(store, config({"name": "a"}), a=[1], b=[1])
+    server.run(1)
+    server.process.config_poll_wedged = True
+    server.text = config({"name": "a"}, {"name": "b"})
+    server.run(120, step=5)
+    assert server.process.version_status("b") is None
+    spec = parse_spec({"models": [{"name": n, "basePath": f"gs://x/{n}"} for n in ("a", "b")]})
+    answer = {
+        name: parse_model_status({"model_version_status": server.process.version_status(name)})
+        if server.process.version_status(name)
+        else []
+        for name in ("a", "b")
+    }
+    assert config_differences(spec, answer, {}) == ["model b unknown to it"]
+
+
 def test_without_a_poll_period_models_config_is_read_once(store: Path) -> None:
     args = [a for a in WITH_LABELS if "model_config_file_poll" not in a]
     server = _server(store, config({"name": "a"}), args, a=[1], b=[1])

@@ -275,3 +275,17 @@ def full_status() -> dict[str, Any]:
 def test_a_full_status_carries_every_part() -> None:
     status = full_status()
     assert {"models", "effective", "oomKills", "promotions", "memoryGuard"} <= set(status)
+
+
+def test_a_pod_that_never_applied_models_config_is_reported_degraded() -> None:
+    observation = Observation(
+        _deployment(),
+        [_pod("a"), _pod("b")],
+        {"a": AVAILABLE, "b": AVAILABLE},
+        config_not_applied={"b": ["model ranker version(s) 48 not reported"]},
+        config_age_seconds=412,
+    )
+    degraded = _condition(_status(observation), "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ConfigNotApplied")
+    assert "Pod b" in degraded["message"] and "version(s) 48 not reported" in degraded["message"]
+    assert "412s" in degraded["message"] and "delete the pod" in degraded["message"]

@@ -170,6 +170,15 @@ class TFServingStandIn:
     def local_path(self, base_path: str) -> Path:
         return self.store.local_path(base_path)
 
+    def wedge_config_poll(self, namespace: str, pod: str) -> None:
+        """Make one pod's TF Serving stop applying models.config (field reports:
+        its polling wedged on a bad path and ignored later fixes)."""
+        process = self.process(namespace, pod)
+        if process is None:
+            raise KeyError(f"no running TF Serving for pod {namespace}/{pod}")
+        with self.lock:
+            process.config_poll_wedged = True
+
     def process(self, namespace: str, pod: str) -> Process | None:
         with self.lock:
             found = self.processes.get((namespace, pod))

@@ -269,6 +269,10 @@ class Process:
         # Models a reload waits for (the poll thread blocks until they load: sc:410).
         self.awaiting: set[str] = set()
         self.next_config_poll: float | None = None
+        # A test's knob: the config poll stops reading models.config, as field
+        # reports saw it wedge on a bad path and ignore later fixes. Never lenient:
+        # it only withholds what the real server would apply.
+        self.config_poll_wedged = False
         self.next_version_poll = now  # the first listing happens at start
         # Before this, advance() has nothing to do (a cheap skip for many pods).
         self.idle_until = 0.0
@@ -542,7 +546,8 @@ class Process:
             if self.awaiting:
                 return
         if self.next_config_poll is not None and now >= self.next_config_poll:
-            self._reload(now)
+            if not self.config_poll_wedged:
+                self._reload(now)
             self.next_config_poll = now + self._config_poll()
             self._step_versions(now)
 
