@@ -10,7 +10,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: bool
+    status: bool | None  # None: Unknown (tfops cannot tell)
     reason: str
     message: str
 
@@ -24,7 +24,7 @@ def merge_conditions(
     old = {c.get("type"): c for c in previous or []}
     merged = []
     for condition in current:
-        status = "True" if condition.status else "False"
+        status = {True: "True", False: "False", None: "Unknown"}[condition.status]
         before = old.get(condition.type)
         changed = before is None or before.get("status") != status
         merged.append(

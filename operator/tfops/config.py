@@ -26,4 +26,7 @@ class OperatorConfig:
     # or "prometheus" (container_memory_working_set_bytes at prometheus_url, which
     # also gives a pod's past at once).
     memory_source: str = "metrics-server"
+    # Leak restarts of different ModelServers in flight at once (a leak in every
+    # image must not evict a pod of every fleet together).
+    max_leak_restarts_in_flight: int = 2
     prometheus_url: str = ""

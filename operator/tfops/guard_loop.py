@@ -34,6 +34,11 @@ from tfops.status import pod_ready
 from tfops.timefmt import epoch, now_iso
 
 TICK_SECONDS = 5.0
+# A leak restart is in flight (counted against --max-leak-restarts-in-flight) until
+# its fleet is ready again: at least this long (the index may still show the
+# Deployment from before), at most the longer (a fleet that never recovers).
+MIN_IN_FLIGHT_SECONDS = 30.0
+IN_FLIGHT_MAX_SECONDS = 1800.0
 logger = logging.getLogger("tfops.memory")
 
 
@@ -60,6 +65,16 @@ def _container_state(pod: dict[str, Any]) -> tuple[int, bool, float | None]:
             epoch(started) if started else None,
         )
     return 0, False, None
+
+
+def rollout_complete(deployment: dict[str, Any]) -> bool:
+    """Every pod of the Deployment's current revision is up and nothing else runs."""
+    meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
+    desired = int((deployment.get("spec") or {}).get("replicas", 1))
+    return int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0)) and all(
+        int(status.get(field, 0)) == desired
+        for field in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    )
 
 
 def make_source(state: OperatorState) -> Source:
@@ -111,15 +126,32 @@ class MemoryGuardLoop:
             try:
                 self.sample(body, guard, fleet, now)
             except ApiException as error:
-                logger.warning("Could not sample %s/%s: %s", *key, kube.error_message(error))
+                fleet.source_error = kube.error_message(error)
+                logger.warning("Could not sample %s/%s: %s", *key, fleet.source_error)
             except SourceError as error:
+                fleet.source_error = str(error)
                 logger.warning("Could not sample %s/%s: %s", *key, error)
+            else:
+                fleet.source_error = ""
+        self.land_restarts(now)
         for gone in set(self.state.fleets) - seen:
             self.state.fleets.pop(gone, None)
         for gone in set(self.state.plans) - seen:
             self.state.plans.pop(gone, None)
         for gone in set(self.state.configs_seen) - seen:
             self.state.configs_seen.pop(gone, None)
+
+    def land_restarts(self, now: float) -> None:
+        """A leak restart stops counting against the operator-wide cap once its
+        fleet is ready again (or after IN_FLIGHT_MAX_SECONDS, whatever became of it)."""
+        in_flight = self.state.leak_restarts_in_flight
+        for key, when in list(in_flight.items()):
+            deployment = reconcile.owned_deployment(self.indexes, *key)
+            settled = deployment is None or (
+                now - when > MIN_IN_FLIGHT_SECONDS and rollout_complete(deployment)
+            )
+            if settled or now - when > IN_FLIGHT_MAX_SECONDS:
+                in_flight.pop(key, None)
 
     def saved_histories(self, namespace: str, name: str) -> dict[str, str]:
         """Pod histories a previous operator process saved (read once per fleet)."""
@@ -229,9 +261,25 @@ class MemoryGuardLoop:
             fleet.pods.pop(pod_name)
             fleet.held.pop(pod_name, None)
             metrics.forget_pod(namespace, pod_name)
+        for pod_name in set(fleet.unwatched) - set(pods):
+            fleet.unwatched.pop(pod_name)
         for pod_name, pod in pods.items():
             limit, reading = _limit(pod), readings.get(pod_name)
-            if not limit or reading is None:
+            if not limit:
+                if pod_name not in fleet.unwatched:
+                    fleet.unwatched[pod_name] = "has no memory limit"
+                    kube.post_event(
+                        api,
+                        body,
+                        kind="Warning",
+                        reason="MemoryNotWatched",
+                        message=f"Pod {pod_name} has no memory limit on its serving container "
+                        "(a LimitRange or an admission webhook removed it?): without one "
+                        "no leak can be projected to an OOM, so the memory guard skips it.",
+                    )
+                continue
+            fleet.unwatched.pop(pod_name, None)
+            if reading is None:
                 continue
             watch = self.watch_pod(fleet, pod_name, pod, guard, limit)
             if watch is None:
@@ -272,6 +320,7 @@ class MemoryGuardLoop:
         assert verdict is not None
         deployment = reconcile.owned_deployment(self.indexes, namespace, name) or {}
         desired = int(deployment.get("spec", {}).get("replicas", 1))
+        in_flight = self.state.leak_restarts_in_flight
         decision = restart_decision(
             guard=guard,
             pod=pod_name,
@@ -280,6 +329,9 @@ class MemoryGuardLoop:
             restarts=[epoch(r["time"]) for r in fleet.restarts],
             desired=desired,
             ready_pods={p for p, body in pods.items() if pod_ready(body)},
+            rollout_complete=rollout_complete(deployment),
+            in_flight_elsewhere=len(set(in_flight) - {(namespace, name)}),
+            max_in_flight=self.state.config.max_leak_restarts_in_flight,
         )
         if decision.action is None:
             logger.info("Did not restart %s/%s yet: %s", namespace, pod_name, decision.reason)
@@ -301,6 +353,7 @@ class MemoryGuardLoop:
                 return
         else:
             kube.rollout_restart(api, namespace, name, when)
+        in_flight[(namespace, name)] = now
         record = restart_record(pod_name, verdict, decision.action, when)
         fleet.restarts = [*fleet.restarts, record][-10:]
         fleet.restarts_total += 1

@@ -834,6 +834,7 @@ def _reconcile(
         leaks=fleet.leaks() if fleet else {},
         guard_restarts=list(fleet.restarts) if fleet else [],
         guard_restarts_total=fleet.restarts_total if fleet else 0,
+        guard_blind_spot=fleet.blind_spot() if fleet else "",
         config_not_applied=lagging,
         config_age_seconds=config_age,
     )

@@ -45,6 +45,8 @@ class Observation:
     leaks: dict[str, Verdict] = field(default_factory=dict)
     guard_restarts: list[dict[str, Any]] = field(default_factory=list)
     guard_restarts_total: int = 0
+    # What the guard cannot see (memory source down, pods without a limit), if any.
+    guard_blind_spot: str = ""
     # Version transitions (tfops.promotion): what each model's models.config entry
     # serves now, and the transitions' records (status.promotions).
     serving: dict[str, Configured] = field(default_factory=dict)
@@ -453,6 +455,13 @@ def _leak_condition(spec: ModelServerSpec, observation: Observation, alive: set[
             "The memory guard is off (spec.memoryGuard.enabled).",
         )
     leaking = sorted((pod, v) for pod, v in observation.leaks.items() if pod in alive)
+    if not leaking and observation.guard_blind_spot:
+        return Condition(
+            "MemoryLeakSuspected",
+            None,
+            "NotWatched",
+            f"The memory guard cannot tell: {observation.guard_blind_spot}.",
+        )
     if not leaking:
         return Condition(
             "MemoryLeakSuspected",

@@ -49,3 +49,50 @@ def test_the_hourly_cap_and_the_back_off_hold() -> None:
     assert _decide(restarts=[NOW - 100])[0] is None  # backing off
     assert _decide(restarts=[NOW - 400])[0] == "evict"
     assert _decide(restarts=[NOW - 4000, NOW - 3700])[0] == "evict"
+
+
+def test_max_restarts_per_hour_above_four_is_reachable() -> None:
+    """The back-off doubles from 300 s but never beyond an hour shared out by the
+    cap: with 10 per hour, a restart every 6 minutes is allowed."""
+    from tfops.memory.policy import backoff_seconds
+
+    assert [backoff_seconds(n, 2) for n in (1, 2, 3)] == [300, 600, 1200]
+    assert [backoff_seconds(n, 10) for n in (1, 2, 5)] == [300, 360, 360]
+    guard = MemoryGuard(max_restarts_per_hour=10)
+    restarts = [NOW - 3000 + 361 * i for i in range(8)]  # 8 in the hour, 6 min apart
+    assert _decide(guard, restarts=restarts)[0] == "evict"
+
+
+def test_waiting_for_the_rest_of_the_fleet_is_reported_as_held() -> None:
+    decision = restart_decision(
+        guard=MemoryGuard(), pod="a", pod_ready=True, now=NOW, restarts=[], desired=2,
+        ready_pods={"a"},
+    )  # fmt: skip
+    assert decision.action is None and decision.held
+
+
+def test_one_replica_is_not_rolled_again_before_the_previous_rollout_completes() -> None:
+    held = _decide(desired=1, ready_pods={"a"}, rollout_complete=False)
+    assert held == (None, "the previous rollout has not completed")
+    assert _decide(desired=1, ready_pods={"a"}, rollout_complete=True)[0] == "rollout"
+
+
+def test_leak_restarts_in_flight_are_capped_across_modelservers() -> None:
+    capped = _decide(in_flight_elsewhere=2, max_in_flight=2)
+    assert capped[0] is None and "--max-leak-restarts-in-flight 2" in capped[1]
+    assert _decide(in_flight_elsewhere=1, max_in_flight=2)[0] == "evict"
+
+
+def test_a_rollout_is_complete_only_when_every_pod_of_the_revision_is_up() -> None:
+    from tfops.guard_loop import rollout_complete
+
+    def deployment(generation: int, observed: int, **counts: int) -> dict[str, object]:
+        status = {"observedGeneration": observed, **counts}
+        return {"metadata": {"generation": generation}, "spec": {"replicas": 1}, "status": status}
+
+    done = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+    assert rollout_complete(deployment(3, 3, **done))
+    assert not rollout_complete(deployment(4, 3, **done))  # not yet observed
+    surging = {**done, "replicas": 2}  # the replacement beside the old pod
+    assert not rollout_complete(deployment(3, 3, **surging))
+    assert not rollout_complete(deployment(3, 3, **{**done, "readyReplicas": 0}))

@@ -289,3 +289,19 @@ def test_a_pod_that_never_applied_models_config_is_reported_degraded() -> None:
     assert (degraded["status"], degraded["reason"]) == ("True", "ConfigNotApplied")
     assert "Pod b" in degraded["message"] and "version(s) 48 not reported" in degraded["message"]
     assert "412s" in degraded["message"] and "delete the pod" in degraded["message"]
+
+
+def test_a_guard_that_cannot_watch_says_unknown_not_no_leak() -> None:
+    observation = Observation(
+        _deployment(),
+        [_pod("a"), _pod("b")],
+        {"a": AVAILABLE, "b": AVAILABLE},
+        guard_blind_spot="the memory source did not answer: metrics.k8s.io 503",
+    )
+    leak = _condition(_status(observation), "MemoryLeakSuspected")
+    assert (leak["status"], leak["reason"]) == ("Unknown", "NotWatched")
+    assert "metrics.k8s.io 503" in leak["message"]
+    seen = _condition(
+        _status(Observation(_deployment(), [_pod("a")], {"a": AVAILABLE})), "MemoryLeakSuspected"
+    )
+    assert (seen["status"], seen["reason"]) == ("False", "NoLeak")

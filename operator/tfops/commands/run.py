@@ -162,6 +162,15 @@ def register(commands: Any) -> None:
         help="Prometheus' base URL for --memory-source prometheus",
     )
     run.add_argument(
+        "--max-leak-restarts-in-flight",
+        type=int,
+        default=2,
+        metavar="N",
+        help="leak restarts of different ModelServers at once: a restart counts until its "
+        "fleet is ready again, so a leak in every image (a bad library) does not evict a pod "
+        "of every fleet together (default %(default)s)",
+    )
+    run.add_argument(
         "--leader-elect",
         action="store_true",
         help="run as one of several replicas: act only while holding the Lease tfops-leader",
@@ -191,7 +200,15 @@ def run_command(args: argparse.Namespace) -> int:
         guard_checkpoint_seconds=args.guard_checkpoint_seconds,
         memory_source=args.memory_source,
         prometheus_url=args.prometheus_url or "",
+        max_leak_restarts_in_flight=args.max_leak_restarts_in_flight,
     )
+    if args.max_leak_restarts_in_flight < 1:
+        print(
+            "tfops run: --max-leak-restarts-in-flight must be 1 or more (it caps leak "
+            "restarts; use memoryGuard.mode: Alert on a ModelServer to restart none)",
+            file=sys.stderr,
+        )
+        return 2
     if args.memory_source == "prometheus" and not args.prometheus_url:
         print(
             "tfops run: --memory-source prometheus needs --prometheus-url, e.g. "

@@ -7,8 +7,16 @@ from dataclasses import dataclass, field
 from tfops.memory.detector import Verdict
 from tfops.model import MemoryGuard
 
-# After a leak restart, the next waits this long (doubling per restart in the hour).
+# After a leak restart, the next waits this long, doubling per restart in the hour
+# but never longer than an hour shared out by maxRestartsPerHour (else a cap above
+# four could never be reached: 300 + 600 + 1200 + 2400 s fill the hour).
 BACKOFF_SECONDS = 300.0
+
+
+def backoff_seconds(restarts_in_hour: int, max_restarts_per_hour: int) -> float:
+    """How long after the last leak restart the next may come."""
+    doubling = BACKOFF_SECONDS * 2 ** max(0, restarts_in_hour - 1)
+    return min(doubling, 3600.0 / max_restarts_per_hour)
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,15 @@ def restart_decision(
     restarts: list[float],
     desired: int,
     ready_pods: set[str],
+    rollout_complete: bool = True,
+    in_flight_elsewhere: int = 0,
+    max_in_flight: int | None = None,
 ) -> Decision:
-    """Whether and how to restart a pod the policy found leaking."""
+    """Whether and how to restart a pod the policy found leaking.
+
+    `in_flight_elsewhere`: leak restarts other ModelServers have made whose fleets
+    are not ready again; `max_in_flight` caps them operator-wide (a leak in every
+    image, e.g. a bad library, must not evict one pod of every fleet at once)."""
     if guard.mode != "Restart":
         return Decision(None, "mode is Alert")
     recent = sorted(t for t in restarts if now - t < 3600)
@@ -83,18 +98,28 @@ def restart_decision(
             held=True,
         )
     if recent:
-        backoff = BACKOFF_SECONDS * 2 ** (len(recent) - 1)
+        backoff = backoff_seconds(len(recent), guard.max_restarts_per_hour)
         if now - recent[-1] < backoff:
             return Decision(
                 None, f"backing off for {backoff:.0f}s after the last restart", held=True
             )
     if not pod_ready:
         return Decision(None, "the pod is not ready (still starting)")
+    if max_in_flight is not None and in_flight_elsewhere >= max_in_flight:
+        return Decision(
+            None,
+            f"{in_flight_elsewhere} leak restart(s) of other ModelServers are still in "
+            f"flight (the operator's --max-leak-restarts-in-flight {max_in_flight})",
+            held=True,
+        )
     others = ready_pods - {pod}
     if desired >= 2:
         if len(others) < desired - 1:
-            return Decision(None, "waiting until the rest of the fleet is ready")
+            return Decision(None, "waiting until the rest of the fleet is ready", held=True)
         # The PodDisruptionBudget (maxUnavailable 1) guards the eviction too.
         return Decision("evict", "the rest of the fleet keeps serving")
+    if not rollout_complete:
+        # The replacement of a previous restart may still be loading its models.
+        return Decision(None, "the previous rollout has not completed", held=True)
     # A single replica: bring a replacement up first (maxSurge 1, maxUnavailable 0).
     return Decision("rollout", "a replacement starts before the leaking pod goes")

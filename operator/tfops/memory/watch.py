@@ -94,6 +94,16 @@ class FleetWatch:
     saved: dict[str, str] = field(default_factory=dict)
     # Per pod, the last reason a restart was held back (reported once).
     held: dict[str, str] = field(default_factory=dict)
+    # Why the guard cannot watch: the memory source's last error, and pods it
+    # cannot judge (no memory limit), each reported once as an Event.
+    source_error: str = ""
+    unwatched: dict[str, str] = field(default_factory=dict)
+
+    def blind_spot(self) -> str:
+        """What the guard cannot see right now, for MemoryLeakSuspected=Unknown."""
+        if self.source_error:
+            return f"the memory source did not answer: {self.source_error}"
+        return "; ".join(f"pod {pod} {why}" for pod, why in sorted(self.unwatched.items()))
 
     def leaks(self) -> dict[str, Verdict]:
         return {
