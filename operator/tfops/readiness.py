@@ -10,6 +10,7 @@ controller lists it, only while the condition is True.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,18 @@ def gate_for_pod(
             f"Not serving {', '.join(missing)} yet (loading, failed or not configured).",
         )
     return Gate("True", "ModelsAvailable", f"Serving all {len(spec.models)} model(s).")
+
+
+def awaits_gate(pod: Mapping[str, Any]) -> bool:
+    """A pod whose TF Serving is up (ContainersReady) and whose gate was never set:
+    the moment to judge it without waiting for the resync."""
+    meta, spec, status = (pod.get(k) or {} for k in ("metadata", "spec", "status"))
+    if meta.get("deletionTimestamp"):
+        return False
+    if not any(g.get("conditionType") == CONDITION for g in spec.get("readinessGates") or []):
+        return False
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return conditions.get("ContainersReady") == "True" and CONDITION not in conditions
 
 
 UNCHECKED = Gate(

@@ -85,3 +85,20 @@ def test_config_differences_name_what_the_pod_has_not_applied() -> None:
     ]
     # What models.config serves now decides, not the spec (a transition in flight).
     assert config_differences(SPEC, answer, {"ranker": Configured((1,), ())}) == []
+
+
+def test_a_pod_awaits_its_gate_once_up_and_until_the_gate_is_set() -> None:
+    from tfops.readiness import awaits_gate
+
+    def pod(*conditions: tuple[str, str], gated: bool = True) -> dict[str, Any]:
+        gates = [{"conditionType": CONDITION}] if gated else []
+        return {
+            "metadata": {"name": "p"},
+            "spec": {"readinessGates": gates},
+            "status": {"conditions": [{"type": t, "status": s} for t, s in conditions]},
+        }
+
+    assert awaits_gate(pod(("ContainersReady", "True")))
+    assert not awaits_gate(pod(("ContainersReady", "False")))  # TF Serving not up yet
+    assert not awaits_gate(pod(("ContainersReady", "True"), (CONDITION, "False")))
+    assert not awaits_gate(pod(("ContainersReady", "True"), gated=False))

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from tfops import guard_loop, reconcile
+from tfops import guard_loop, readiness, reconcile
 from tfops.clients import kube
 from tfops.model import GROUP, PLURAL, VERSION
 from tfops.owned import BY_KIND, WATCHED_KINDS
@@ -62,6 +62,23 @@ def on_owned_deployment_event(
     if bodies:
         sink = kube.ApiSink(memo.api(), bodies[0])
         reconcile.reconcile(memo, bodies[0], sink, logger, indexes=kwargs, trigger="deployment")
+
+
+@kopf.on.event(
+    *BY_KIND["Pod"].resource,
+    labels=OWNED,
+    when=lambda body, **_: readiness.awaits_gate(body),
+)
+def on_pod_awaiting_its_gate(
+    namespace: str | None, labels: kopf.Labels, logger: Any, memo: OperatorState, **kwargs: Any
+) -> None:
+    """A serving pod's TF Serving came up and its readiness gate was never set:
+    judge it now, not at the next resync (until then it takes no traffic)."""
+    key = reconcile.owner_key(namespace, labels)
+    bodies = reconcile.lookup(kwargs, reconcile.MODELSERVER_INDEX, key) if key else []
+    if bodies:
+        sink = kube.ApiSink(memo.api(), bodies[0])
+        reconcile.reconcile(memo, bodies[0], sink, logger, indexes=kwargs, trigger="pod")
 
 
 @kopf.on.startup()
