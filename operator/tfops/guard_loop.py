@@ -138,8 +138,9 @@ class MemoryGuardLoop:
             self.state.fleets.pop(gone, None)
         for gone in set(self.state.plans) - seen:
             self.state.plans.pop(gone, None)
-        for gone in set(self.state.configs_seen) - seen:
-            self.state.configs_seen.pop(gone, None)
+        for memory in (self.state.configs_seen, self.state.answers):
+            for gone in set(memory) - seen:
+                memory.pop(gone, None)
 
     def land_restarts(self, now: float) -> None:
         """A leak restart stops counting against the operator-wide cap once its

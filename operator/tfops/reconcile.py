@@ -46,6 +46,8 @@ REPLICAS_HANDOVER_MANAGER = "tfops-replicas-handover"
 # resourceVersion at least as new (under load the watches lag by many seconds, and
 # judging from the stale copy would write everything again), and at most this long.
 INDEX_LAG_SECONDS = 120.0
+# A pod that answered this recently keeps its answer through a failed check.
+UNANSWERED_GRACE_SECONDS = 30.0
 # A write whose resourceVersion we do not know is trusted only this long.
 UNVERSIONED_TRUST_SECONDS = 5.0
 # A ModelServer whose last reconcile failed waits this long before the next try
@@ -280,6 +282,34 @@ def _model_states(
         else:
             known[model] = answer
     return states
+
+
+def _steady_answers(
+    state: OperatorState,
+    owner: Owner,
+    states: dict[str, dict[str, list[VersionStatus]] | str],
+    now: float,
+) -> dict[str, dict[str, list[VersionStatus]] | str]:
+    """One missed answer is not an outage: a pod that answered within the last
+    UNANSWERED_GRACE_SECONDS keeps that answer through a failed check (a pod that
+    answers near the time-out would otherwise flap in and out of traffic and status).
+    One that stays silent longer is reported; TF Serving's own probes still take a
+    crashed pod out of traffic at once."""
+    key = (owner.namespace, owner.name)
+    known = state.answers.get(key, {})
+    steady: dict[str, dict[str, list[VersionStatus]] | str] = {}
+    kept: dict[str, tuple[dict[str, list[VersionStatus]], float]] = {}
+    for pod, answer in states.items():
+        if isinstance(answer, dict):
+            kept[pod] = (answer, now)
+            steady[pod] = answer
+        elif pod in known and now - known[pod][1] <= UNANSWERED_GRACE_SECONDS:
+            kept[pod] = known[pod]
+            steady[pod] = known[pod][0]
+        else:
+            steady[pod] = answer
+    state.answers[key] = kept
+    return steady
 
 
 def _live_models_config(
@@ -811,6 +841,7 @@ def _reconcile(
     )
     if model_states is None:
         model_states = _model_states(state, spec, pods) if checked else {}
+    model_states = _steady_answers(state, owner, model_states, time.monotonic())
     _set_readiness_gates(
         state,
         writer,

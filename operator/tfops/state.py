@@ -62,6 +62,8 @@ class OperatorState:
     # What the memory guard knows of each ModelServer: written by its loop, read
     # by the status computation.
     fleets: dict[Key, FleetWatch] = field(default_factory=dict)
+    # Each fleet's pods' last model-state answers, and when (monotonic).
+    answers: dict[Key, dict[str, tuple[Any, float]]] = field(default_factory=dict)
     # Leak restarts whose fleets are not ready again, operator-wide (epoch seconds).
     leak_restarts_in_flight: dict[Key, float] = field(default_factory=dict)
     # Each ModelServer's parsed spec and plan, by (uid, generation): every resync,

@@ -466,3 +466,19 @@ def test_config_not_applied_waits_for_the_polls_and_a_load_then_names_the_pod() 
     state.configs_seen[("ml", "search")] = (seen, since - budget - 1)
     lagging, age = judge()
     assert lagging == {"a": ["model ranker unknown to it"]} and age > budget
+
+
+def test_one_missed_answer_keeps_the_last_one_a_silence_does_not() -> None:
+    from tfops.model_status import VersionStatus
+    from tfops.reconcile import UNANSWERED_GRACE_SECONDS, _steady_answers
+    from tfops.render import Owner
+
+    state, owner = _state(), Owner("search", "ml", "u-1")
+    served = {"ranker": [VersionStatus(version=1, state="AVAILABLE")]}
+    assert _steady_answers(state, owner, {"a": served, "b": "refused"}, 0.0) == {
+        "a": served,
+        "b": "refused",  # never answered: reported at once
+    }
+    assert _steady_answers(state, owner, {"a": "timed out"}, 10.0) == {"a": served}
+    late = UNANSWERED_GRACE_SECONDS + 1
+    assert _steady_answers(state, owner, {"a": "timed out"}, late) == {"a": "timed out"}
