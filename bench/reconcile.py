@@ -210,8 +210,7 @@ def raw_baseline(api: client.ApiClient, count: int) -> dict[str, float]:
         listed = apps.list_namespaced_deployment(namespace, _preload_content=False)
         deployments = json.loads(listed.data)["items"]
         if len(deployments) == count and all(
-            (d.get("status") or {}).get("readyReplicas", 0) == PODS_PER_FLEET
-            for d in deployments
+            (d.get("status") or {}).get("readyReplicas", 0) == PODS_PER_FLEET for d in deployments
         ):
             break
         if time.perf_counter() - started > 900:
