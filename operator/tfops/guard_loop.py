@@ -134,13 +134,11 @@ class MemoryGuardLoop:
             else:
                 fleet.source_error = ""
         self.land_restarts(now)
-        for gone in set(self.state.fleets) - seen:
-            self.state.fleets.pop(gone, None)
-        for gone in set(self.state.plans) - seen:
-            self.state.plans.pop(gone, None)
-        for memory in (self.state.configs_seen, self.state.answers):
+        # What the process keeps per ModelServer goes with the ModelServer.
+        state = self.state
+        for memory in (state.fleets, state.plans, state.configs_seen, state.answers):
             for gone in set(memory) - seen:
-                memory.pop(gone, None)
+                memory.pop(gone, None)  # type: ignore[attr-defined]
 
     def land_restarts(self, now: float) -> None:
         """A leak restart stops counting against the operator-wide cap once its

@@ -302,6 +302,18 @@ def _check_rollout(
         findings.not_ready("PodsNotReady", f"{ready_pods} of {desired} pods are ready.")
 
 
+def _check_traffic(dep_status: dict[str, Any], desired: int, findings: _Findings) -> None:
+    """Ready also means serving: every desired pod counted Ready by the kubelet,
+    readiness gate included (the gate opens a moment after tfops judged the pod)."""
+    ready = int(dep_status.get("readyReplicas", 0))
+    if desired and ready < desired:
+        findings.not_ready(
+            "PodsNotReady",
+            f"{ready} of {desired} pods take traffic; the others wait for their readiness "
+            "gate (serving.tfops.dev/models-ready).",
+        )
+
+
 def _check_models(
     spec: ModelServerSpec, observation: Observation, ready_names: set[str], findings: _Findings
 ) -> tuple[list[dict[str, Any]], int]:
@@ -554,8 +566,10 @@ def compute_status(
     if observation.models_checked:
         status["models"], available = _check_models(spec, observation, ready_names, findings)
         status["modelsSummary"] = f"{available}/{len(spec.models)}"
+        _check_traffic(dep_status, desired, findings)
     else:
         status["modelsSummary"] = "unchecked"
+        _check_traffic(dep_status, desired, findings)
         findings.not_ready(
             "PodsReady",
             f"{len(ready_names)} pod(s) ready; model states are "

@@ -305,3 +305,13 @@ def test_a_guard_that_cannot_watch_says_unknown_not_no_leak() -> None:
         _status(Observation(_deployment(), [_pod("a")], {"a": AVAILABLE})), "MemoryLeakSuspected"
     )
     assert (seen["status"], seen["reason"]) == ("False", "NoLeak")
+
+
+def test_ready_waits_until_the_pods_take_traffic_through_their_gates() -> None:
+    """Both pods serve every model, but one's readiness gate has not opened yet."""
+    observation = Observation(
+        _deployment(ready=1), [_pod("a"), _pod("b")], {"a": AVAILABLE, "b": AVAILABLE}
+    )
+    ready = _condition(_status(observation), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsNotReady")
+    assert "1 of 2 pods take traffic" in ready["message"]

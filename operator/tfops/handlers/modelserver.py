@@ -51,17 +51,30 @@ def on_modelserver_change(
     reconcile.reconcile(memo, body, sink, logger, indexes=kwargs, trigger=reason)
 
 
+def _reconcile_owner(
+    memo: OperatorState,
+    namespace: str | None,
+    labels: kopf.Labels,
+    logger: Any,
+    indexes: reconcile.Indexes,
+    *,
+    trigger: str,
+) -> None:
+    """Re-observe the ModelServer an owned object's labels name, if it exists."""
+    key = reconcile.owner_key(namespace, labels)
+    bodies = reconcile.lookup(indexes, reconcile.MODELSERVER_INDEX, key) if key else []
+    if bodies:
+        sink = kube.ApiSink(memo.api(), bodies[0])
+        reconcile.reconcile(memo, bodies[0], sink, logger, indexes=indexes, trigger=trigger)
+
+
 @kopf.on.event(*BY_KIND["Deployment"].resource, labels=OWNED)
 def on_owned_deployment_event(
     namespace: str | None, labels: kopf.Labels, logger: Any, memo: OperatorState, **kwargs: Any
 ) -> None:
     """A fleet's Deployment changed (pods became ready, someone edited or deleted
     it): re-observe its ModelServer now rather than at the next resync."""
-    key = reconcile.owner_key(namespace, labels)
-    bodies = reconcile.lookup(kwargs, reconcile.MODELSERVER_INDEX, key) if key else []
-    if bodies:
-        sink = kube.ApiSink(memo.api(), bodies[0])
-        reconcile.reconcile(memo, bodies[0], sink, logger, indexes=kwargs, trigger="deployment")
+    _reconcile_owner(memo, namespace, labels, logger, kwargs, trigger="deployment")
 
 
 @kopf.on.event(
@@ -74,11 +87,7 @@ def on_pod_awaiting_its_gate(
 ) -> None:
     """A serving pod's TF Serving came up and its readiness gate was never set:
     judge it now, not at the next resync (until then it takes no traffic)."""
-    key = reconcile.owner_key(namespace, labels)
-    bodies = reconcile.lookup(kwargs, reconcile.MODELSERVER_INDEX, key) if key else []
-    if bodies:
-        sink = kube.ApiSink(memo.api(), bodies[0])
-        reconcile.reconcile(memo, bodies[0], sink, logger, indexes=kwargs, trigger="pod")
+    _reconcile_owner(memo, namespace, labels, logger, kwargs, trigger="pod")
 
 
 @kopf.on.startup()
