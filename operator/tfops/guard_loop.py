@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -13,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from tfops import metrics, reconcile
 from tfops.clients import kube
 from tfops.clients.memory_sources import MetricsServerSource, PrometheusSource, Source, SourceError
-from tfops.memory.detector import History
+from tfops.memory.detector import History, Verdict
 from tfops.memory.policy import LeakTracker, restart_decision
 from tfops.memory.watch import (
     FleetWatch,
@@ -21,16 +22,16 @@ from tfops.memory.watch import (
     checkpoint_config_map,
     checkpoint_name,
     describe_leak,
-    restart_record,
+    leak_record,
     restore_pod,
     settings_for,
 )
-from tfops.model import MemoryGuard
+from tfops.model import MemoryGuard, Traffic
 from tfops.quantity import parse_bytes
 from tfops.render.common import CONTAINER_NAME, Owner
 from tfops.schema import SpecInvalid
 from tfops.state import OperatorState
-from tfops.status import pod_ready
+from tfops.status import pod_ready, pod_serving
 from tfops.timefmt import epoch, now_iso
 
 TICK_SECONDS = 5.0
@@ -77,6 +78,39 @@ def rollout_complete(deployment: dict[str, Any]) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Cause:
+    """Why the guard restarts a pod: what goes into its status record and Events."""
+
+    reason: str  # the status record's
+    events: str  # the Events' reasons: <events>Restart, <events>RestartHeld
+    record: dict[str, Any]  # the status record's fields beyond pod, time and action
+    detail: str  # how the Event's message ends
+    leak: bool
+
+    @staticmethod
+    def of_leak(verdict: Verdict) -> Cause:
+        fields = leak_record(verdict)
+        return Cause(
+            "MemoryLeak",
+            "Leak",
+            fields,
+            f"after a leak of {fields['slopeMiBPerMinute']} MiB/min, "
+            f"{fields['projectedSecondsToOOM']} s before its projected OOM",
+            leak=True,
+        )
+
+    @staticmethod
+    def of_config(differences: list[str]) -> Cause:
+        return Cause(
+            "ConfigNotApplied",
+            "ConfigNotApplied",
+            {},
+            f"as it did not apply models.config ({'; '.join(differences)})",
+            leak=False,
+        )
+
+
 def make_source(state: OperatorState) -> Source:
     if state.config.memory_source == "prometheus":
         return PrometheusSource(state.config.prometheus_url)
@@ -120,6 +154,7 @@ class MemoryGuardLoop:
                     last_checkpoint=now,
                     saved=self.saved_histories(*key),
                 )
+            self.restart_config_not_applied(body, guard, fleet, now)
             if not guard.enabled or now - fleet.last_sampled < guard.sample_interval_seconds:
                 continue
             fleet.last_sampled = now
@@ -136,7 +171,13 @@ class MemoryGuardLoop:
         self.land_restarts(now)
         # What the process keeps per ModelServer goes with the ModelServer.
         state = self.state
-        for memory in (state.fleets, state.plans, state.configs_seen, state.answers):
+        for memory in (
+            state.fleets,
+            state.plans,
+            state.configs_seen,
+            state.config_lagging,
+            state.answers,
+        ):
             for gone in set(memory) - seen:
                 memory.pop(gone, None)  # type: ignore[attr-defined]
 
@@ -300,37 +341,68 @@ class MemoryGuardLoop:
                     api, body, kind="Warning", reason="MemoryLeakSuspected", message=message
                 )
             if wants_restart:
-                self.restart(body, guard, fleet, pod_name=pod_name, pods=pods, now=now)
+                self.restart(
+                    body,
+                    guard,
+                    fleet,
+                    Cause.of_leak(verdict),
+                    pod_name=pod_name,
+                    pods=pods,
+                    now=now,
+                )
         self.checkpoint(body, fleet, now)
+
+    def restart_config_not_applied(
+        self, body: dict[str, Any], guard: MemoryGuard, fleet: FleetWatch, now: float
+    ) -> None:
+        """The config watchdog's opt-in: restart one pod that did not apply
+        models.config (the reconcile found it) through the same safe path."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        lagging = self.state.config_lagging.get(key)
+        if not lagging:
+            return
+        traffic = reconcile.spec_and_plan(self.state, body)[0].traffic or Traffic()
+        if not traffic.restart_when_config_not_applied:
+            return
+        pods = {p["metadata"]["name"]: p for p in reconcile.owned_pods(self.indexes, *key)}
+        for pod_name in sorted(set(lagging) & set(pods)):
+            cause = Cause.of_config(lagging[pod_name])
+            self.restart(body, guard, fleet, cause, pod_name=pod_name, pods=pods, now=now)
+            return  # one at a time
 
     def restart(
         self,
         body: dict[str, Any],
         guard: MemoryGuard,
         fleet: FleetWatch,
+        cause: Cause,
         *,
         pod_name: str,
         pods: dict[str, dict[str, Any]],
         now: float,
     ) -> None:
+        """Restart one pod when the caps allow it, else say why not (once per reason).
+        A leaking pod must be ready (else it is still starting); a pod that did not
+        apply its config fails its readiness gate, so TF Serving being up suffices."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        verdict = fleet.pods[pod_name].verdict
-        assert verdict is not None
+        up = pod_ready if cause.leak else pod_serving
         deployment = reconcile.owned_deployment(self.indexes, namespace, name) or {}
         desired = int(deployment.get("spec", {}).get("replicas", 1))
         in_flight = self.state.leak_restarts_in_flight
         decision = restart_decision(
             guard=guard,
             pod=pod_name,
-            pod_ready=pod_ready(pods[pod_name]),
+            pod_ready=up(pods[pod_name]),
             now=now,
             restarts=[epoch(r["time"]) for r in fleet.restarts],
             desired=desired,
-            ready_pods={p for p, body in pods.items() if pod_ready(body)},
+            ready_pods={p for p, pod in pods.items() if up(pod)},
             rollout_complete=rollout_complete(deployment),
             in_flight_elsewhere=len(set(in_flight) - {(namespace, name)}),
             max_in_flight=self.state.config.max_leak_restarts_in_flight,
+            leak=cause.leak,
         )
         if decision.action is None:
             logger.info("Did not restart %s/%s yet: %s", namespace, pod_name, decision.reason)
@@ -340,8 +412,8 @@ class MemoryGuardLoop:
                     self.state.api(),
                     body,
                     kind="Warning",
-                    reason="LeakRestartHeld",
-                    message=f"Not restarting leaking pod {pod_name}: {decision.reason}",
+                    reason=f"{cause.events}RestartHeld",
+                    message=f"Not restarting pod {pod_name} ({cause.reason}): {decision.reason}",
                 )
             return
         api = self.state.api()
@@ -353,18 +425,26 @@ class MemoryGuardLoop:
         else:
             kube.rollout_restart(api, namespace, name, when)
         in_flight[(namespace, name)] = now
-        record = restart_record(pod_name, verdict, decision.action, when)
+        record = {
+            "pod": pod_name,
+            "time": when,
+            "action": decision.action,
+            "reason": cause.reason,
+            **cause.record,
+        }
         fleet.restarts = [*fleet.restarts, record][-10:]
         fleet.restarts_total += 1
         fleet.pods.pop(pod_name, None)
-        metrics.LEAK_RESTARTS.labels(namespace, name).inc()
+        fleet.held.pop(pod_name, None)
+        (metrics.LEAK_RESTARTS if cause.leak else metrics.CONFIG_RESTARTS).labels(
+            namespace, name
+        ).inc()
         message = (
             f"Restarted pod {namespace}/{pod_name} ({decision.action}: "
-            f"{decision.reason}) after a leak of {record['slopeMiBPerMinute']} MiB/min, "
-            f"{record['projectedSecondsToOOM']} s before its projected OOM"
+            f"{decision.reason}) {cause.detail}"
         )
         logger.warning(message)
-        kube.post_event(api, body, kind="Warning", reason="LeakRestart", message=message)
+        kube.post_event(api, body, kind="Warning", reason=f"{cause.events}Restart", message=message)
         reconcile.refresh_status(self.state, body, self.indexes)
 
     def start(self) -> None:

@@ -85,6 +85,12 @@ LEAK_RESTARTS = Counter(
     "Leaking pods restarted by the memory guard.",
     ["namespace", "modelserver"],
 )
+CONFIG_RESTARTS = Counter(
+    "tfops_config_not_applied_restarts_total",
+    "Pods restarted because they did not apply models.config "
+    "(spec.traffic.restartWhenConfigNotApplied).",
+    ["namespace", "modelserver"],
+)
 MEMORY_SLOPE = Gauge(
     "tfops_memory_slope_bytes_per_second",
     "Rise of a serving pod's memory floor while it is judged to be leaking (0 otherwise).",

@@ -637,6 +637,19 @@ class Traffic:
         minimum=0,
         maximum=3600,
     )
+    headless_service: bool = spec_field(
+        "Also render the headless Service <name>-headless (clusterIP None, ready pods "
+        "only) for gRPC clients that balance over the pods themselves "
+        "(dns:///<name>-headless.<namespace>:8500 with round_robin). Default false.",
+        default=False,
+    )
+    restart_when_config_not_applied: bool = spec_field(
+        "Restart a pod that reports ConfigNotApplied (its models.config polling wedged: "
+        "only a fresh process reads the config again), through the memory guard's safe "
+        "path: one pod at a time, the rest of the fleet ready, the PodDisruptionBudget, "
+        "maxRestartsPerHour and the operator-wide cap. Default false: reported only.",
+        default=False,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -753,8 +766,10 @@ class ModelServerSpec:
         default=None,
     )
     traffic: Traffic | None = spec_field(
-        "How pods are taken out of traffic before they stop, and how gRPC connections are "
-        "spread over pods. Default: 15 s drain, connections re-made every 300 s.",
+        "How pods are taken out of traffic before they stop, how gRPC connections are "
+        "spread over pods, and what is done about a pod whose config never applies. "
+        "Default: 15 s drain, connections re-made every 300 s, no headless Service, "
+        "ConfigNotApplied reported only.",
         default=None,
     )
     allocator: Literal["glibc", "jemalloc"] = spec_field(

@@ -52,10 +52,21 @@ def _same_name(owner_name: str) -> str:
     return owner_name
 
 
+def headless_service_name(owner_name: str) -> str:
+    return f"{owner_name}-headless"
+
+
 OWNED_KINDS: tuple[OwnedKind, ...] = (
     OwnedKind("ConfigMap", "v1", "configmaps", config_map_name, why="models.config and friends"),
     OwnedKind("Deployment", "apps/v1", "deployments", _same_name, why="the serving pods"),
-    OwnedKind("Service", "v1", "services", _same_name, why="gRPC and REST"),
+    OwnedKind(
+        "Service",
+        "v1",
+        "services",
+        _same_name,
+        (*APPLY_VERBS, "delete"),
+        why="gRPC and REST; the headless one is deleted when turned off",
+    ),
     OwnedKind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", _same_name),
     OwnedKind(
         "HorizontalPodAutoscaler",
@@ -74,8 +85,16 @@ BY_KIND = {owned.kind: owned for owned in WATCHED_KINDS}
 
 
 def owned_object_names(owner_name: str) -> dict[str, str]:
-    """Kind -> name of every object a ModelServer may own."""
+    """Kind -> name of the one object of each kind every ModelServer may own."""
     return {owned.kind: owned.name(owner_name) for owned in OWNED_KINDS}
+
+
+def optional_objects(owner_name: str) -> tuple[tuple[str, str], ...]:
+    """(kind, name) of the objects a spec may turn off: deleted when not rendered."""
+    return (
+        ("HorizontalPodAutoscaler", owned_object_names(owner_name)["HorizontalPodAutoscaler"]),
+        ("Service", headless_service_name(owner_name)),
+    )
 
 
 def rbac_rules() -> list[dict[str, object]]:

@@ -23,7 +23,7 @@ from tfops.clients import kube
 from tfops.clients.tfserving import ServingUnreachable, get_model_status
 from tfops.model import ModelServerSpec, parse_spec
 from tfops.model_status import VersionStatus
-from tfops.owned import BY_KIND, OWNED_KINDS, PODS, owned_object_names
+from tfops.owned import BY_KIND, OWNED_KINDS, PODS, optional_objects, owned_object_names
 from tfops.plan import Plan, make_plan, transition_memory_error
 from tfops.promotion import Configured
 from tfops.render import Owner, render_all
@@ -410,29 +410,34 @@ def _converge(
     sink: Sink,
     logger: Any,
 ) -> dict[str, dict[str, Any] | None]:
-    """Apply every rendered object that differs from the live one; delete the HPA
-    when autoscaling is gone. Returns the live objects by kind."""
+    """Apply every rendered object that differs from the live one; delete the
+    optional ones the spec turned off (the HPA, the headless Service). Returns the
+    live objects by kind (the one of each kind every fleet has)."""
     now = time.monotonic()
     _forget_stale_writes(state, now)
     key = (owner.namespace, owner.name)
-    names = owned_object_names(owner.name)
-    live: dict[str, dict[str, Any] | None] = {}
-    for owned in OWNED_KINDS:
-        found = lookup(indexes, owned.index, key)
-        indexed = found[0] if found else None
-        remembered = _remembered_write(
-            state.last_applied, (owner.namespace, owned.kind, names[owned.kind]), indexed
-        )
-        live[owned.kind] = live_object(indexed, remembered, now)
+    indexed = {
+        (owned.kind, body["metadata"]["name"]): body
+        for owned in OWNED_KINDS
+        for body in lookup(indexes, owned.index, key)
+    }
 
+    def live_copy(kind: str, name: str) -> dict[str, Any] | None:
+        found = indexed.get((kind, name))
+        remembered = _remembered_write(state.last_applied, (owner.namespace, kind, name), found)
+        return live_object(found, remembered, now)
+
+    rendered = render_all(owner, plan, serving)
     pending: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
-    for desired in render_all(owner, plan, serving):
-        current = live.get(desired["kind"])
+    for desired in rendered:
+        current = live_copy(desired["kind"], desired["metadata"]["name"])
         if current is not None and current.get("metadata", {}).get("deletionTimestamp"):
             current = None
         difference = None if current is None else first_difference(desired, current)
         if current is None or difference is not None:
             pending.append((desired, current, difference))
+    primary = owned_object_names(owner.name)
+    live = {kind: live_copy(kind, name) for kind, name in primary.items()}
 
     deployment = live.get("Deployment")
     if (
@@ -456,9 +461,11 @@ def _converge(
                     failed = failed or error
                     continue
                 kind, name = desired["kind"], desired["metadata"]["name"]
-                live[kind] = trim(result)
+                written = trim(result)
+                if name == primary[kind]:
+                    live[kind] = written
                 state.last_applied[(owner.namespace, kind, name)] = Remembered(
-                    time.monotonic(), live[kind], _resource_version(live[kind])
+                    time.monotonic(), written, _resource_version(written)
                 )
                 reason = "Created" if current is None else "Updated"
                 metrics.APPLIES.labels(kind, reason.lower()).inc()
@@ -475,9 +482,12 @@ def _converge(
             logger.info(message)
             sink.event("Normal", reason, message)
 
-    if spec.autoscaling is None and live.get("HorizontalPodAutoscaler") is not None:
-        _delete_hpa(state, writer, owner, sink, logger)
-        live["HorizontalPodAutoscaler"] = None
+    wanted = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    for kind, name in optional_objects(owner.name):
+        if (kind, name) not in wanted and live_copy(kind, name) is not None:
+            _delete_turned_off(state, writer, owner, kind=kind, name=name, sink=sink, logger=logger)
+            if name == primary[kind]:
+                live[kind] = None
     return live
 
 
@@ -498,20 +508,27 @@ def _hand_over_replicas(writer: Writer, owner: Owner, deployment: dict[str, Any]
         raise ApplyFailed("Deployment", owner.name, error) from error
 
 
-def _delete_hpa(
-    state: OperatorState, writer: Writer, owner: Owner, sink: Sink, logger: Any
+def _delete_turned_off(
+    state: OperatorState,
+    writer: Writer,
+    owner: Owner,
+    *,
+    kind: str,
+    name: str,
+    sink: Sink,
+    logger: Any,
 ) -> None:
-    """Autoscaling is off: the HPA goes (the Deployment keeps its replicas)."""
-    name = owned_object_names(owner.name)["HorizontalPodAutoscaler"]
+    """An optional object the spec no longer asks for goes (the HPA when autoscaling
+    is off: the Deployment keeps its replicas)."""
     try:
-        deleted = writer.delete("HorizontalPodAutoscaler", owner.namespace, name)
+        deleted = writer.delete(kind, owner.namespace, name)
     except ApiException as error:
-        raise ApplyFailed("HorizontalPodAutoscaler", name, error) from error
+        raise ApplyFailed(kind, name, error) from error
     if deleted:
-        message = f"Deleted HorizontalPodAutoscaler {owner.namespace}/{name}: autoscaling is off"
+        message = f"Deleted {kind} {owner.namespace}/{name}: the spec turned it off"
         logger.info(message)
         sink.event("Normal", "Deleted", message)
-    state.last_applied.pop((owner.namespace, "HorizontalPodAutoscaler", name), None)
+    state.last_applied.pop((owner.namespace, kind, name), None)
 
 
 class ApplyFailed(Exception):
@@ -854,6 +871,10 @@ def _reconcile(
     lagging, config_age = _config_not_applied(
         state, owner, spec=spec, plan=plan, serving=serving, model_states=model_states
     )
+    if lagging:
+        state.config_lagging[(owner.namespace, owner.name)] = lagging
+    else:
+        state.config_lagging.pop((owner.namespace, owner.name), None)
     fleet = state.fleets.get((owner.namespace, owner.name))
     observation = Observation(
         deployment=live.get("Deployment"),

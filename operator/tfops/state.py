@@ -54,6 +54,8 @@ class OperatorState:
     # What each fleet's models.config serves, and since when (monotonic): a pod not
     # serving it long after is reported (ConfigNotApplied).
     configs_seen: dict[Key, tuple[frozenset[Any], float]] = field(default_factory=dict)
+    # Pods found not serving it, with what differs (the config watchdog's restarts).
+    config_lagging: dict[Key, dict[str, list[str]]] = field(default_factory=dict)
     # When stale entries were last dropped from both (monotonic).
     forgotten_at: float = 0.0
     # The status we last wrote, per ModelServer.
@@ -64,7 +66,8 @@ class OperatorState:
     fleets: dict[Key, FleetWatch] = field(default_factory=dict)
     # Each fleet's pods' last model-state answers, and when (monotonic).
     answers: dict[Key, dict[str, tuple[Any, float]]] = field(default_factory=dict)
-    # Leak restarts whose fleets are not ready again, operator-wide (epoch seconds).
+    # Guard restarts (leaks, config not applied) whose fleets are not ready again,
+    # operator-wide (epoch seconds).
     leak_restarts_in_flight: dict[Key, float] = field(default_factory=dict)
     # Each ModelServer's parsed spec and plan, by (uid, generation): every resync,
     # Deployment event and guard round needs them, and the spec changes only with

@@ -91,6 +91,10 @@ class LeakRestart:
     action: str | None = spec_field(
         "evict (Eviction API) or rollout (a replacement first).", default=None
     )
+    reason: str | None = spec_field(
+        "MemoryLeak, or ConfigNotApplied (spec.traffic.restartWhenConfigNotApplied).",
+        default=None,
+    )
     slope_mib_per_minute: float | None = spec_field(
         "Rise of its memory.", default=None, json_name="slopeMiBPerMinute"
     )
@@ -102,10 +106,11 @@ class LeakRestart:
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryGuardStatus:
-    restarts_total: int | None = spec_field("Leaking pods restarted since creation.", default=None)
-    restarts: tuple[LeakRestart, ...] | None = spec_field(
-        "The most recent leak restarts.", default=None
+    restarts_total: int | None = spec_field(
+        "Pods restarted since creation (leaks, and config not applied when opted in).",
+        default=None,
     )
+    restarts: tuple[LeakRestart, ...] | None = spec_field("The most recent restarts.", default=None)
 
 
 @dataclass(frozen=True, kw_only=True)

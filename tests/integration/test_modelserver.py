@@ -636,3 +636,80 @@ def test_a_pod_leaves_the_endpoints_while_a_model_loads_and_comes_back_once_it_s
         lambda: endpoints_ready() and all(endpoints_ready()), timeout=30, what="endpoints back"
     )
     servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable")
+
+
+def test_a_pod_whose_config_poll_wedged_is_restarted_when_opted_in(
+    api: client.ApiClient,
+    namespace: str,
+    models_claim: str,
+    model_store: Path,
+    standin: TFServingStandIn,
+) -> None:
+    """The config watchdog's opt-in: a pod whose TF Serving stopped applying
+    models.config is restarted through the guard's safe path (one pod, the rest of
+    the fleet serving), and its replacement reads the config afresh. The optional
+    headless Service comes and goes with its field."""
+    manifest = load_example("minimal")
+    manifest["spec"].update(
+        replicas=2,
+        versionPollSeconds=1,
+        probes={"startupBudgetSeconds": 10},
+        traffic={"restartWhenConfigNotApplied": True, "headlessService": True},
+        # Explicit, so adding a model changes no pod template (a rollout would
+        # replace the wedged pod by itself).
+        resources={"limits": {"memory": "4Gi", "cpu": "2"}},
+    )
+    servers = _deploy(api, namespace, model_store, manifest)
+    servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable")
+    core = client.CoreV1Api(api)
+    headless = core.read_namespaced_service("minimal-headless", namespace)
+    assert headless.spec.cluster_ip == "None"
+    assert (
+        headless.spec.selector == core.read_namespaced_service("minimal", namespace).spec.selector
+    )
+
+    def pods() -> list[str]:
+        return sorted(
+            p.metadata.name
+            for p in core.list_namespaced_pod(namespace).items
+            if not p.metadata.deletion_timestamp
+        )
+
+    wedged, healthy = pods()
+    standin.wedge_config_poll(namespace, wedged)
+    add_versions(model_store, "/models/extra", 1)
+    models = [
+        *manifest["spec"]["models"],
+        {"name": "extra", "basePath": "/models/extra", "size": "50Mi"},
+    ]
+    servers.patch("minimal", {"models": models})
+    # The healthy pod keeps serving throughout; only the wedged one is replaced.
+    wait_for(lambda: wedged not in pods(), timeout=240, what=f"{wedged} to be restarted")
+    assert healthy in pods()
+    (event,) = wait_for(
+        lambda: [
+            e
+            for e in events_for(api, namespace, "minimal")
+            if e.reason == "ConfigNotAppliedRestart"
+        ],
+        timeout=30,
+        what="the restart's Event",
+    )
+    assert wedged in event.message and "model extra unknown to it" in event.message
+    (restart,) = servers.get("minimal")["status"]["memoryGuard"]["restarts"]
+    assert (restart["pod"], restart["reason"], restart["action"]) == (
+        wedged,
+        "ConfigNotApplied",
+        "evict",
+    )
+    servers.wait_condition("minimal", "Ready", "True", "AllModelsAvailable", timeout=120)
+    servers.wait_condition("minimal", "Degraded", "False", timeout=60)
+    assert healthy in pods()
+
+    servers.patch("minimal", {"traffic": {"headlessService": False}})
+    wait_for(
+        lambda: read_or_none(core.read_namespaced_service, "minimal-headless", namespace) is None,
+        timeout=30,
+        what="the headless Service to be deleted",
+    )
+    assert core.read_namespaced_service("minimal", namespace).spec.cluster_ip != "None"

@@ -96,3 +96,12 @@ def test_a_rollout_is_complete_only_when_every_pod_of_the_revision_is_up() -> No
     surging = {**done, "replicas": 2}  # the replacement beside the old pod
     assert not rollout_complete(deployment(3, 3, **surging))
     assert not rollout_complete(deployment(3, 3, **{**done, "readyReplicas": 0}))
+
+
+def test_a_config_restart_is_opted_in_apart_from_the_leak_mode_but_shares_the_caps() -> None:
+    alert = MemoryGuard(mode="Alert")
+    assert _decide(alert, leak=False)[0] == "evict"
+    assert _decide(alert)[0] is None
+    # The fleet's hourly budget and back-off count both kinds of restart.
+    action, reason = _decide(alert, leak=False, restarts=[NOW - 60])
+    assert action is None and "backing off" in reason

@@ -235,6 +235,25 @@ def test_turning_autoscaling_off_deletes_the_hpa_after_handing_over_replicas() -
     assert writer.deleted == [("HorizontalPodAutoscaler", "ml", "search")]
 
 
+def test_the_headless_service_comes_and_goes_with_its_field_beside_the_main_one() -> None:
+    headless = {**SPEC, "traffic": {"headlessService": True}}
+    writer, state = FakeWriter(), _state()
+    _reconcile(state, _body(headless), writer, _indexes([]))
+    services = {o["metadata"]["name"]: o["spec"] for o in writer.applied if o["kind"] == "Service"}
+    assert services["search-headless"]["clusterIP"] == "None"
+    assert "clusterIP" not in services["search"]
+    assert services["search-headless"]["selector"] == services["search"]["selector"]
+    live = list(writer.applied)
+    # Both in the index: each is compared with its own live copy, nothing re-applied.
+    writer.applied.clear()
+    _reconcile(_state(), _body(headless), writer, _indexes(live))
+    assert writer.applied == [] and writer.deleted == []
+    # Turned off: only the headless one goes.
+    _reconcile(_state(), _body(), writer, _indexes(live))
+    assert writer.deleted == [("Service", "ml", "search-headless")]
+    assert writer.applied == []
+
+
 def test_first_difference_names_the_first_rendered_field_that_differs() -> None:
     desired = {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}}
     assert first_difference(desired, desired) is None

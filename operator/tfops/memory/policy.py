@@ -81,19 +81,22 @@ def restart_decision(
     rollout_complete: bool = True,
     in_flight_elsewhere: int = 0,
     max_in_flight: int | None = None,
+    leak: bool = True,
 ) -> Decision:
-    """Whether and how to restart a pod the policy found leaking.
+    """Whether and how to restart a pod the policy found leaking (`leak`), or one
+    the config watchdog asks to restart (opted in by its own field, so the guard's
+    Alert mode does not hold it). Both share the fleet's hourly budget and back-off.
 
-    `in_flight_elsewhere`: leak restarts other ModelServers have made whose fleets
-    are not ready again; `max_in_flight` caps them operator-wide (a leak in every
+    `in_flight_elsewhere`: restarts other ModelServers have made whose fleets are
+    not ready again; `max_in_flight` caps them operator-wide (a leak in every
     image, e.g. a bad library, must not evict one pod of every fleet at once)."""
-    if guard.mode != "Restart":
+    if leak and guard.mode != "Restart":
         return Decision(None, "mode is Alert")
     recent = sorted(t for t in restarts if now - t < 3600)
     if len(recent) >= guard.max_restarts_per_hour:
         return Decision(
             None,
-            f"{len(recent)} leak restarts in the last hour already "
+            f"{len(recent)} restarts in the last hour already "
             f"(maxRestartsPerHour {guard.max_restarts_per_hour})",
             held=True,
         )
@@ -108,7 +111,7 @@ def restart_decision(
     if max_in_flight is not None and in_flight_elsewhere >= max_in_flight:
         return Decision(
             None,
-            f"{in_flight_elsewhere} leak restart(s) of other ModelServers are still in "
+            f"{in_flight_elsewhere} restart(s) of other ModelServers are still in "
             f"flight (the operator's --max-leak-restarts-in-flight {max_in_flight})",
             held=True,
         )

@@ -113,11 +113,9 @@ class FleetWatch:
         }
 
 
-def restart_record(pod: str, verdict: Verdict, action: str, when: str) -> dict[str, Any]:
+def leak_record(verdict: Verdict) -> dict[str, Any]:
+    """What a leak restart's status record says of the leak."""
     return {
-        "pod": pod,
-        "time": when,
-        "action": action,
         "slopeMiBPerMinute": round(mib_per_minute(verdict.slope), 1),
         "projectedSecondsToOOM": None
         if verdict.seconds_to_limit is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tfops.model import Traffic
 from tfops.plan import Plan
 from tfops.promotion import Configured
 from tfops.render.common import Owner
@@ -28,6 +29,8 @@ def render_all(
         render_service(owner),
         render_pdb(owner),
     ]
+    if (plan.spec.traffic or Traffic()).headless_service:
+        objects.append(render_service(owner, headless=True))
     if plan.spec.autoscaling is not None:
         objects.append(render_hpa(owner, plan.spec.autoscaling))
     return objects
