@@ -63,7 +63,7 @@ manifests-stdout:
 bench: $(INSTALLED) control-plane
 	$(BIN)/python bench/reconcile.py --latency-count 50 --scale-counts 100,300,1000 \
 		--soak-cycles 10
-	$(BIN)/python bench/memory_guard.py --per-family 12 --seed 7
+	$(BIN)/python bench/memory_guard.py --per-family 12 --seed 7 --long-replay-rows 1000000
 
 demo: $(INSTALLED)
 	@if [ -z "$$KUBECONFIG" ]; then bash hack/build-control-plane.sh >/dev/null; fi

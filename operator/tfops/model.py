@@ -678,13 +678,16 @@ class MemoryGuard:
         maximum=7200,
     )
     restart_before_seconds: int = spec_field(
-        "Restart a leaking pod once its projected OOM is this close.",
+        "Restart a leaking pod once its projected OOM (its floor plus the largest "
+        "excursion above it meeting the limit) is this close.",
         default=3600,
         minimum=60,
         maximum=86400,
     )
     restart_at_fraction: float = spec_field(
-        "Or once a leaking pod uses this share of its memory limit.",
+        "Deprecated, no effect (kept so existing manifests stay valid): a restart comes "
+        "only when the projected OOM is within restartBeforeSeconds, never on usage "
+        "alone (a pod high but stable, or swinging daily, is not near an OOM).",
         default=0.8,
         minimum=0.1,
         maximum=0.95,

@@ -128,3 +128,33 @@ def config_differences(
                 f"model {model.name} version(s) {', '.join(map(str, missing))} not reported"
             )
     return differences
+
+
+# TF Serving's states of a version on its way in or out: memory moves for a load.
+LOADING_STATES = frozenset({"START", "LOADING", "UNLOADING"})
+
+
+def loading_pods(
+    spec: ModelServerSpec,
+    model_states: Mapping[str, dict[str, list[VersionStatus]] | str],
+    serving: dict[str, Configured],
+    *,
+    promoting: bool,
+    lagging: Mapping[str, Any],
+) -> frozenset[str]:
+    """Pods whose memory growth is a model load, not evidence of a leak (the memory
+    guard leaves it out): a version starting, loading or unloading; a promotion step
+    under way on the fleet; a models.config change the pod has not applied yet
+    (until the watchdog's budget runs out: a pod that never applies it is
+    ConfigNotApplied, and its growth counts again)."""
+    loading = set()
+    for pod, answer in model_states.items():
+        if not isinstance(answer, dict):
+            continue
+        if (
+            promoting
+            or any(v.state in LOADING_STATES for states in answer.values() for v in states)
+            or (pod not in lagging and config_differences(spec, answer, serving))
+        ):
+            loading.add(pod)
+    return frozenset(loading)

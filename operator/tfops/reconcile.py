@@ -875,6 +875,13 @@ def _reconcile(
         state.config_lagging[(owner.namespace, owner.name)] = lagging
     else:
         state.config_lagging.pop((owner.namespace, owner.name), None)
+    state.loading[(owner.namespace, owner.name)] = readiness.loading_pods(
+        spec,
+        model_states,
+        serving,
+        promoting=any(r.get("step") in promotion.IN_FLIGHT for r in promotions),
+        lagging=lagging,
+    )
     fleet = state.fleets.get((owner.namespace, owner.name))
     observation = Observation(
         deployment=live.get("Deployment"),

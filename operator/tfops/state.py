@@ -56,6 +56,9 @@ class OperatorState:
     configs_seen: dict[Key, tuple[frozenset[Any], float]] = field(default_factory=dict)
     # Pods found not serving it, with what differs (the config watchdog's restarts).
     config_lagging: dict[Key, dict[str, list[str]]] = field(default_factory=dict)
+    # Pods loading a model (or about to, or in a promotion step), by fleet: the
+    # memory guard does not take their growth for a leak.
+    loading: dict[Key, frozenset[str]] = field(default_factory=dict)
     # When stale entries were last dropped from both (monotonic).
     forgotten_at: float = 0.0
     # The status we last wrote, per ModelServer.

@@ -141,3 +141,21 @@ def test_prometheus_selectors_quote_names_as_promql_strings() -> None:
     )
     # A hostile namespace stays a string literal.
     assert '\\"' in prometheus_selector('a"b', '"p"')
+
+
+def test_a_load_is_not_a_leak_and_its_offset_survives_a_checkpoint() -> None:
+    watch = _watch()
+    restarts = []
+    for step in range(1, 4 * 240):  # 4 hours at 15 s
+        t = step * 15.0
+        loading = 1800 <= t < 3000
+        working_set = (1000 + 2000 * min(1.0, max(0.0, (t - 1800) / 1200))) * MIB
+        epoch = START + t
+        restarts.append(watch.add(f"{epoch:.0f}", epoch, working_set, LIMIT, loading=loading))
+        if t == 3600:
+            assert watch.loading is not None and watch.loading.offset > 1500 * MIB
+    assert not any(restarts)
+    assert watch.verdict is not None and not watch.verdict.leaking
+    restored = restore_pod(checkpoint_pod(watch), uid="uid-1", detector=DETECTOR, policy=POLICY)
+    assert restored is not None and restored.loading is not None
+    assert restored.loading.offset == watch.loading.offset  # type: ignore[union-attr]

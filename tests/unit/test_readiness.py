@@ -102,3 +102,25 @@ def test_a_pod_awaits_its_gate_once_up_and_until_the_gate_is_set() -> None:
     assert not awaits_gate(pod(("ContainersReady", "False")))  # TF Serving not up yet
     assert not awaits_gate(pod(("ContainersReady", "True"), (CONDITION, "False")))
     assert not awaits_gate(pod(("ContainersReady", "True"), gated=False))
+
+
+def test_the_memory_guard_is_told_which_pods_are_loading_a_model() -> None:
+    from tfops.readiness import loading_pods
+
+    served = {"ranker": [_v(2, "AVAILABLE"), _v(1, "AVAILABLE")], "scorer": [_v(3, "AVAILABLE")]}
+    states: dict[str, Any] = {
+        "steady": served,
+        "loading": {**served, "scorer": [_v(4, "LOADING"), _v(3, "AVAILABLE")]},
+        "unloading": {**served, "scorer": [_v(3, "UNLOADING")]},
+        # models.config names version 2 of ranker, the pod does not list it yet.
+        "behind": {**served, "ranker": [_v(1, "AVAILABLE")]},
+        "silent": "connection refused",
+    }
+    found = loading_pods(SPEC, states, {}, promoting=False, lagging={})
+    assert found == {"loading", "unloading", "behind"}
+    # Once the watchdog's budget has run out the pod is ConfigNotApplied: its
+    # growth counts again.
+    assert "behind" not in loading_pods(SPEC, states, {}, promoting=False, lagging={"behind": []})
+    # A promotion step under way: every answering pod is loading.
+    everyone = loading_pods(SPEC, states, {}, promoting=True, lagging={})
+    assert everyone == {"steady", "loading", "unloading", "behind"}

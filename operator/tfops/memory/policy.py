@@ -21,43 +21,55 @@ def backoff_seconds(restarts_in_hour: int, max_restarts_per_hour: int) -> float:
 
 @dataclass(frozen=True)
 class PolicySettings:
-    # A leak verdict must hold this long before anything is done about it.
+    # A leak verdict must hold this long (or this share of the time left until the
+    # projected OOM, when longer) before anything is done about it...
     sustain_seconds: float = 90.0
-    # Restart once the projected OOM is this close...
+    time_left_share: float = 0.5
+    # ...unless the projected OOM is this near: waiting could let it land.
+    act_at_once_seconds: float = 180.0
+    # A leak verdict is forgotten after this long without another: a leak under
+    # sawtooth or bursty load shows in some verdicts, not in every one.
+    forget_seconds: float = 600.0
+    # Restart once the projected OOM is this close; never on usage alone (a tightly
+    # sized pod swinging daily to 87% is not near an OOM).
     restart_before_seconds: float = 3600.0
-    # ...or once a leaking pod uses this much of its limit.
-    restart_at_fraction: float = 0.8
 
 
 @dataclass
 class LeakTracker:
     """Per pod: since when the verdicts have said "leaking". A leak under sawtooth
-    or bursty load can miss a verdict now and then; only a pause longer than the
-    sustain period starts the count again."""
+    or bursty load can miss verdicts; only a pause longer than forget_seconds starts
+    the count again."""
 
     settings: PolicySettings = field(default_factory=PolicySettings)
     leaking_since: float | None = None
     last_leaking: float | None = None
 
     def observe(self, verdict: Verdict) -> bool:
-        """Record a verdict; True when the pod should be restarted now."""
+        """Record a verdict; True when the pod should be restarted now: its leak has
+        held for the sustain period (or its OOM is too near to wait) and the
+        projected OOM is near (see PolicySettings)."""
         if not verdict.leaking:
             if (
                 self.last_leaking is not None
-                and verdict.seconds - self.last_leaking > self.settings.sustain_seconds
+                and verdict.seconds - self.last_leaking > self.settings.forget_seconds
             ):
                 self.leaking_since = self.last_leaking = None
             return False
         if self.leaking_since is None:
             self.leaking_since = verdict.seconds
         self.last_leaking = verdict.seconds
-        if verdict.seconds - self.leaking_since < self.settings.sustain_seconds:
+        eta = verdict.seconds_to_limit
+        if eta is None:
             return False
-        soon = (
-            verdict.seconds_to_limit is not None
-            and verdict.seconds_to_limit <= self.settings.restart_before_seconds
-        )
-        return soon or verdict.usage_fraction >= self.settings.restart_at_fraction
+        # Held long enough: the sustain period, or half the time left when
+        # that is longer (a warm-up after first traffic climbs like a leak for
+        # minutes, then slows: while the OOM is far, there is time to be sure).
+        held = verdict.seconds - self.leaking_since
+        needed = max(self.settings.sustain_seconds, self.settings.time_left_share * eta)
+        if held < needed and eta > self.settings.act_at_once_seconds:
+            return False
+        return eta <= self.settings.restart_before_seconds
 
 
 @dataclass(frozen=True)

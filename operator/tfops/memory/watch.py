@@ -11,11 +11,13 @@ from typing import Any
 from tfops.memory.detector import (
     DetectorSettings,
     History,
+    LoadingFilter,
     Sample,
     Verdict,
     growth_slope,
     judge,
     keep_interval_floor,
+    observe,
     repeated_oom_verdict,
 )
 from tfops.memory.policy import LeakTracker, PolicySettings
@@ -31,7 +33,6 @@ def settings_for(guard: MemoryGuard) -> tuple[DetectorSettings, PolicySettings]:
         DetectorSettings(warmup_seconds=float(guard.warmup_seconds)),
         PolicySettings(
             restart_before_seconds=float(guard.restart_before_seconds),
-            restart_at_fraction=guard.restart_at_fraction,
         ),
     )
 
@@ -53,17 +54,33 @@ class PodWatch:
     verdict: Verdict | None = None
     # Whether the current leak has been reported (Event, counter).
     reported: bool = False
+    loading: LoadingFilter | None = None
 
-    def add(self, reading_time: str, epoch: float, working_set: float, limit: float) -> bool:
-        """Add a reading (once per metrics timestamp); True when the policy says
-        the pod should be restarted now."""
+    def __post_init__(self) -> None:
+        if self.loading is None:
+            self.loading = LoadingFilter(self.detector)
+
+    def add(
+        self,
+        reading_time: str,
+        epoch: float,
+        working_set: float,
+        limit: float,
+        *,
+        loading: bool = False,
+    ) -> bool:
+        """Add a reading (once per metrics timestamp; `loading`: a model version on
+        the pod is loading, see LoadingFilter); True when the policy says the pod
+        should be restarted now."""
         if reading_time == self.last_reading or epoch < self.started_at:
             return False
         self.last_reading = reading_time
-        sample = Sample(epoch - self.started_at, working_set, limit)
-        self.history.add(sample)
-        verdict = judge(self.history.samples(), self.detector)
-        if not verdict.leaking:
+        sample = Sample(epoch - self.started_at, working_set, limit, loading)
+        assert self.loading is not None
+        verdict = observe(sample, self.history, self.loading, self.detector)
+        if verdict is None:
+            return False
+        if not verdict.leaking and not loading:
             verdict = repeated_oom_verdict(sample, self.oom_slopes, self.detector) or verdict
         self.verdict = verdict
         return self.tracker.observe(verdict)
@@ -77,6 +94,7 @@ class PodWatch:
         self.restart_count = restart_count
         self.started_at = started_at
         self.history = History(self.detector)
+        self.loading = LoadingFilter(self.detector)
         self.tracker = LeakTracker(self.tracker.settings)
         self.verdict = None
 
@@ -161,6 +179,8 @@ def checkpoint_pod(watch: PodWatch) -> str:
             "leakingSince": watch.tracker.leaking_since,
             "lastLeaking": watch.tracker.last_leaking,
             "limit": samples[-1].limit if samples else None,
+            # What loads added so far: the samples above are re-based by it.
+            "loadingOffset": watch.loading.offset if watch.loading else 0.0,
             "samples": [[round(s.seconds, 1), round(s.working_set)] for s in kept],
         },
         separators=(",", ":"),
@@ -191,6 +211,11 @@ def restore_pod(
             oom_slopes=[float(x) for x in data.get("oomSlopes") or []],
             last_reading=str(data.get("lastReading", "")),
             reported=bool(data.get("reported", False)),
+            loading=LoadingFilter(
+                detector,
+                offset=float(data.get("loadingOffset") or 0.0),
+                last_seconds=history.samples()[-1].seconds if len(history) else float("-inf"),
+            ),
         )
     except (ValueError, TypeError, KeyError):
         return None
