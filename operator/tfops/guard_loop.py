@@ -39,11 +39,11 @@ TICK_SECONDS = 5.0
 # its fleet is ready again: at least this long (the index may still show the
 # Deployment from before), at most the longer (a fleet that never recovers).
 MIN_IN_FLIGHT_SECONDS = 30.0
+IN_FLIGHT_MAX_SECONDS = 1800.0
 # A watch is filled from the source's past (Prometheus) at most this far back: the
 # windows a verdict needs soonest; the longer ones fill as the pod is watched. At
 # 15 s, 480 points per pod instead of up to 10,000 replayed in the guard's round.
 BACKFILL_SECONDS = 7200.0
-IN_FLIGHT_MAX_SECONDS = 1800.0
 logger = logging.getLogger("tfops.memory")
 
 
