@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from tfops.clients.memory_sources import MetricsServerSource, PrometheusSource, 
 from tfops.memory.detector import History, Verdict
 from tfops.memory.policy import LeakTracker, restart_decision
 from tfops.memory.watch import (
+    Filling,
     FleetWatch,
     PodWatch,
     checkpoint_config_map,
@@ -127,6 +129,9 @@ class MemoryGuardLoop:
         self.indexes = indexes
         self.source = source
         self.stopped = threading.Event()
+        # Filling new watches from the source's past (Prometheus: a range query and
+        # up to BACKFILL_SECONDS of samples per pod) must not hold up the sampling.
+        self.backfills = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory-backfill")
         self.thread = threading.Thread(target=self.run, name="memory-guard", daemon=True)
 
     def run(self) -> None:
@@ -231,46 +236,70 @@ class MemoryGuardLoop:
         fleet.last_checkpoint = now
 
     def backfill(
-        self, watch: PodWatch, pod: dict[str, Any], limit: float, guard: MemoryGuard
+        self, watch: PodWatch, namespace: str, pod: str, limit: float, interval: float
     ) -> None:
-        """Fill a watch from the source's past (Prometheus has one): from the end of
-        what the watch holds (or the process start) until now."""
+        """Fill a watch from the source's past, on a backfill thread (nothing else
+        touches the watch until this is done): from the end of what the watch holds
+        (or the process start), at most BACKFILL_SECONDS back, until now."""
         samples = watch.history.samples()
         since = watch.started_at + (samples[-1].seconds if samples else 0.0)
         since = max(since, time.time() - BACKFILL_SECONDS)
-        meta = pod["metadata"]
         try:
-            past = self.source.history(
-                meta["namespace"],
-                meta["name"],
-                since + 1,
-                time.time(),
-                guard.sample_interval_seconds,
-            )
+            past = self.source.history(namespace, pod, since + 1, time.time(), interval)
         except SourceError as error:
-            logger.warning("No history for %s/%s: %s", meta["namespace"], meta["name"], error)
+            logger.warning("No history for %s/%s: %s", namespace, pod, error)
             return
         for reading in past:
             watch.add(reading.stamp, reading.epoch, reading.working_set, limit)
         if past:
-            logger.info("Read %d past samples of %s/%s", len(past), meta["namespace"], meta["name"])
+            logger.info("Read %d past samples of %s/%s", len(past), namespace, pod)
+
+    def start_filling(
+        self, fleet: FleetWatch, watch: PodWatch, pod: dict[str, Any], limit: float, interval: float
+    ) -> None:
+        """Hand a new (or restarted) watch to the backfill threads when the source
+        has a past; the sampling thread takes it back once it is filled."""
+        meta = pod["metadata"]
+        fleet.pods[meta["name"]] = watch
+        if not self.source.has_history:
+            return
+        del fleet.pods[meta["name"]]
+        done = self.backfills.submit(
+            self.backfill, watch, meta["namespace"], meta["name"], limit, interval
+        )
+        fleet.filling[meta["name"]] = Filling(watch, done)
+
+    def filled(self, fleet: FleetWatch, pod_name: str) -> PodWatch | None:
+        """A watch whose backfill is done, with the live readings that waited for
+        it added; None while it is still being filled."""
+        filling = fleet.filling.get(pod_name)
+        if filling is None:
+            return fleet.pods.get(pod_name)
+        if not filling.done.done():
+            return None
+        del fleet.filling[pod_name]
+        if error := filling.done.exception():
+            logger.warning("Could not fill the history of %s: %s", pod_name, error)
+        watch = fleet.pods[pod_name] = filling.watch
+        for stamp, epoch_seconds, working_set, limit, loading in filling.waiting:
+            watch.add(stamp, epoch_seconds, working_set, limit, loading=loading)
+        return watch
 
     def watch_pod(
         self,
         fleet: FleetWatch,
-        pod_name: str,
         pod: dict[str, Any],
         guard: MemoryGuard,
         limit: float,
     ) -> PodWatch | None:
         """The pod's watch, created (or restored from a checkpoint) on first sight,
         restarted with a fresh history when its container restarted; both filled
-        from the source's past when it has one."""
+        from the source's past when it has one (None until that is done)."""
         detector, policy = settings_for(guard)
-        uid = pod["metadata"].get("uid", "")
+        pod_name, uid = pod["metadata"]["name"], pod["metadata"].get("uid", "")
         restart_count, oom_killed, process_started = _container_state(pod)
-        if process_started is None:
-            return None
+        if process_started is None or pod_name in fleet.filling:
+            return self.filled(fleet, pod_name)
         watch = fleet.pods.get(pod_name)
         if watch is None:
             saved = fleet.saved.pop(pod_name, None)
@@ -284,14 +313,13 @@ class MemoryGuardLoop:
                     History(detector),
                     restart_count=restart_count,
                 )
-            fleet.pods[pod_name] = watch
-            self.backfill(watch, pod, limit, guard)
-        if restart_count > watch.restart_count:
+            self.start_filling(fleet, watch, pod, limit, guard.sample_interval_seconds)
+        elif restart_count > watch.restart_count:
             watch.process_restarted(
                 restart_count=restart_count, oom_killed=oom_killed, started_at=process_started
             )
-            self.backfill(watch, pod, limit, guard)
-        return watch
+            self.start_filling(fleet, watch, pod, limit, guard.sample_interval_seconds)
+        return self.filled(fleet, pod_name)
 
     def sample(
         self, body: dict[str, Any], guard: MemoryGuard, fleet: FleetWatch, now: float
@@ -303,8 +331,9 @@ class MemoryGuardLoop:
             p["metadata"]["name"]: p for p in reconcile.owned_pods(self.indexes, namespace, name)
         }
         readings = self.source.readings(namespace, name)
-        for pod_name in set(fleet.pods) - set(pods):
-            fleet.pods.pop(pod_name)
+        for pod_name in (set(fleet.pods) | set(fleet.filling)) - set(pods):
+            fleet.pods.pop(pod_name, None)
+            fleet.filling.pop(pod_name, None)
             fleet.held.pop(pod_name, None)
             metrics.forget_pod(namespace, pod_name)
         for pod_name in set(fleet.unwatched) - set(pods):
@@ -327,15 +356,14 @@ class MemoryGuardLoop:
             fleet.unwatched.pop(pod_name, None)
             if reading is None:
                 continue
-            watch = self.watch_pod(fleet, pod_name, pod, guard, limit)
+            loading = pod_name in self.state.loading.get((namespace, name), ())
+            watch = self.watch_pod(fleet, pod, guard, limit)
             if watch is None:
+                if filling := fleet.filling.get(pod_name):
+                    filling.wait(reading.stamp, reading.epoch, reading.working_set, limit, loading)
                 continue
             wants_restart = watch.add(
-                reading.stamp,
-                reading.epoch,
-                reading.working_set,
-                limit,
-                loading=pod_name in self.state.loading.get((namespace, name), ()),
+                reading.stamp, reading.epoch, reading.working_set, limit, loading=loading
             )
             verdict = watch.verdict
             if verdict is None:
@@ -447,6 +475,7 @@ class MemoryGuardLoop:
         fleet.restarts = [*fleet.restarts, record][-10:]
         fleet.restarts_total += 1
         fleet.pods.pop(pod_name, None)
+        fleet.filling.pop(pod_name, None)
         fleet.held.pop(pod_name, None)
         (metrics.LEAK_RESTARTS if cause.leak else metrics.CONFIG_RESTARTS).labels(
             namespace, name
@@ -464,6 +493,7 @@ class MemoryGuardLoop:
 
     def stop(self) -> None:
         self.stopped.set()
+        self.backfills.shutdown(wait=False, cancel_futures=True)
 
 
 def start(state: OperatorState, indexes: reconcile.Indexes) -> MemoryGuardLoop:

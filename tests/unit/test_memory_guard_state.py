@@ -3,12 +3,20 @@ pod's history across an operator restart."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
+import time
+from typing import Any, cast
 
+from tfops.clients.memory_sources import Reading
+from tfops.guard_loop import MemoryGuardLoop
 from tfops.memory.detector import DetectorSettings, History
 from tfops.memory.policy import LeakTracker, PolicySettings, restart_decision
-from tfops.memory.watch import PodWatch, checkpoint_pod, restore_pod
+from tfops.memory.watch import FleetWatch, PodWatch, checkpoint_pod, restore_pod
 from tfops.model import MemoryGuard
+from tfops.render.common import CONTAINER_NAME
+from tfops.timefmt import iso
 
 MIB = 2**20
 LIMIT = 4096 * MIB
@@ -159,3 +167,59 @@ def test_a_load_is_not_a_leak_and_its_offset_survives_a_checkpoint() -> None:
     restored = restore_pod(checkpoint_pod(watch), uid="uid-1", detector=DETECTOR, policy=POLICY)
     assert restored is not None and restored.loading is not None
     assert restored.loading.offset == watch.loading.offset  # type: ignore[union-attr]
+
+
+class _SlowPast:
+    """A memory source whose past answers only when the test lets it (a slow
+    Prometheus range query)."""
+
+    has_history = True
+
+    def __init__(self, past: list[Reading]) -> None:
+        self.past = past
+        self.answer = threading.Event()
+
+    def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]:
+        return {}
+
+    def history(
+        self, namespace: str, pod: str, start: float, end: float, step: float
+    ) -> list[Reading]:
+        assert self.answer.wait(10)
+        return [r for r in self.past if start <= r.epoch <= end]
+
+
+def test_a_slow_backfill_holds_up_neither_sampling_nor_live_readings() -> None:
+    now = time.time()
+    started = now - 3600
+    pod = {
+        "metadata": {"name": "p-1", "namespace": "ns", "uid": "uid-1"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": CONTAINER_NAME,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": iso(started)}},
+                }
+            ]
+        },
+    }
+    past = [Reading(f"{t:.0f}", t, 1000 * MIB) for t in (started + 15 * i for i in range(1, 235))]
+    source = _SlowPast(past)
+    loop = MemoryGuardLoop(cast(Any, None), cast(Any, None), source)
+    fleet = FleetWatch()
+    try:
+        # The past has not come: the watch is not ready and the live reading waits.
+        assert loop.watch_pod(fleet, pod, MemoryGuard(), LIMIT) is None
+        fleet.filling["p-1"].wait(f"{now:.0f}", now, 1100 * MIB, LIMIT, False)
+        source.answer.set()
+        fleet.filling["p-1"].done.result(timeout=10)
+        watch = loop.watch_pod(fleet, pod, MemoryGuard(), LIMIT)
+    finally:
+        loop.stop()
+    assert watch is not None and not fleet.filling and fleet.pods["p-1"] is watch
+    samples = watch.history.samples()
+    # The past first, then the reading that waited, in time order.
+    assert len(samples) >= len(past) // 2
+    assert samples[-1].working_set == 1100 * MIB
+    assert all(a.seconds < b.seconds for a, b in itertools.pairwise(samples))

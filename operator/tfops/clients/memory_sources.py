@@ -40,6 +40,9 @@ class SourceError(RuntimeError):
 
 
 class Source(Protocol):
+    # Whether history() can answer (a new watch is then filled from the past).
+    has_history: bool
+
     def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]: ...
 
     def history(
@@ -49,6 +52,8 @@ class Source(Protocol):
 
 class MetricsServerSource:
     """metrics.k8s.io PodMetrics: no history."""
+
+    has_history = False
 
     def __init__(self, api: Any) -> None:
         self.api = api
@@ -79,6 +84,8 @@ def prometheus_selector(namespace: str, pod: str) -> str:
 
 class PrometheusSource:
     """Prometheus' HTTP API (instant and range queries)."""
+
+    has_history = True
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")

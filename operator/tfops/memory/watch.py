@@ -5,6 +5,7 @@ no API calls here (the loop is tfops.guard_loop)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,11 +100,36 @@ class PodWatch:
         self.verdict = None
 
 
+# A pod's live readings kept while its watch is being filled from the past: at 10 s
+# sampling, 40 minutes (a Prometheus that slow is reported as an error long before).
+WAITING_READINGS_KEPT = 240
+
+
+@dataclass
+class Filling:
+    """A pod's watch being filled from the memory source's past off the sampling
+    thread; the live readings that come meanwhile wait here and are added after
+    (as PodWatch.add's arguments)."""
+
+    watch: PodWatch
+    done: Future[None]
+    waiting: list[tuple[str, float, float, float, bool]] = field(default_factory=list)
+
+    def wait(
+        self, stamp: str, epoch: float, working_set: float, limit: float, loading: bool
+    ) -> None:
+        self.waiting = [*self.waiting, (stamp, epoch, working_set, limit, loading)][
+            -WAITING_READINGS_KEPT:
+        ]
+
+
 @dataclass
 class FleetWatch:
     """One ModelServer's pods and its leak restarts (epoch seconds, newest last)."""
 
     pods: dict[str, PodWatch] = field(default_factory=dict)
+    # Watches still being filled from the source's past, by pod.
+    filling: dict[str, Filling] = field(default_factory=dict)
     restarts: list[dict[str, Any]] = field(default_factory=list)
     restarts_total: int = 0
     last_sampled: float = 0.0
