@@ -93,6 +93,17 @@ class DetectorSettings:
     # After a load ends, its level is read from the lowest sample this long (and
     # at least two samples) before the filter lets samples through again.
     settle_seconds: float = 60.0
+    # A window's finding of no leak stands for this share of the window, at most
+    # rejudge_max_seconds: a 15-minute window is judged every 30 s, a 6-hour one
+    # every 5 minutes, the shortest at every sample. Judging each window at every
+    # sample made a 10^6-row replay take three minutes; reusing a finding much
+    # longer hides leaks under sawtooth and bursts, which show in some verdicts
+    # only (the policy forgets a leak after 10 minutes without a verdict).
+    rejudge_fraction: float = 1 / 30
+    rejudge_max_seconds: float = 300.0
+
+    def rejudge_after(self, window: float) -> float:
+        return min(self.rejudge_fraction * window, self.rejudge_max_seconds)
 
 
 @dataclass(frozen=True)
@@ -240,14 +251,16 @@ class LoadingFilter:
 
 
 def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> float:
-    slopes = sorted(
-        (ys[j] - ys[i]) / (xs[j] - xs[i])
-        for i in range(len(xs))
-        for j in range(i + 1, len(xs))
-        if xs[j] != xs[i]
-    )
+    """The median of the slopes between every two points (points at the same x
+    give none)."""
+    slopes = [
+        (y2 - y1) / (x2 - x1)
+        for (x1, y1), (x2, y2) in itertools.combinations(zip(xs, ys, strict=True), 2)
+        if x2 != x1
+    ]
     if not slopes:
         return 0.0
+    slopes.sort()
     middle = len(slopes) // 2
     return slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2
 
@@ -422,8 +435,8 @@ def judge(
     `peaks`: what bounds them from above when the samples are reduced to floors
     (History.peaks), for how far above its floor the working set reaches.
     `recent`: per window, when it last found no leak and why; such a finding is
-    reused for a sixtieth of the window (a 6-hour window is judged every 6 minutes,
-    not at every sample: the cost of judging stays near that of the short windows)."""
+    reused for a while (DetectorSettings.rejudge_fraction), not judged again at
+    every sample."""
     settings = settings or DetectorSettings()
     last = samples[-1]
     usage = last.working_set / last.limit if last.limit else 0.0
@@ -431,7 +444,7 @@ def judge(
     reasons = []
     for window in settings.windows_seconds:
         known = recent.get(window) if recent is not None else None
-        if known is not None and last.seconds - known[0] < window / 60:
+        if known is not None and last.seconds - known[0] < settings.rejudge_after(window):
             reasons.append(known[1])
             continue
         leaking, slope, reason, pace = _window_verdict(samples, window, interval, settings)
