@@ -15,7 +15,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from tfops.memory.detector import Sample, judge, mann_kendall_z, theil_sen
+from tfops.memory.detector import DetectorSettings, Sample, judge, mann_kendall_z, theil_sen
 from tfops.memory.replay import TraceError, read_trace, replay, write_trace
 from tfops.testing.traces import healthy_traces, leak_traces
 
@@ -141,6 +141,25 @@ def test_a_leak_under_repeated_version_pushes_is_still_caught() -> None:
         assert any(s.loading for s in trace.samples)
         restart = _restart_at(trace.samples)
         assert restart is not None and trace.oom_at is not None and restart < trace.oom_at
+
+
+def test_a_leak_under_a_push_every_three_minutes_is_caught_before_its_limit() -> None:
+    """Loads and their settling take most of each three minutes: their time is
+    taken out too, so the windows stay dense (with the gaps, none would be)."""
+    mib = 2.0**20
+    for offset in (0, 3, 7):
+        samples = [
+            Sample(
+                float(t),
+                100 * mib + mib * t,  # 60 MiB/min from the start
+                1024 * mib,
+                t >= 120 and (t - 120) % 180 < 30,
+            )
+            for t in range(10 + offset, 2000, 10)
+        ]
+        settings = DetectorSettings(warmup_seconds=0.0)  # as the end-to-end test runs it
+        restart = next((s.verdict.seconds for s in replay(samples, settings) if s.restart), None)
+        assert restart is not None and restart < 924, (offset, restart)
 
 
 @settings(max_examples=10, deadline=None, derandomize=True, phases=NO_SHRINK)

@@ -200,10 +200,15 @@ class LoadingFilter:
     folded into an offset taken off every later sample and its limit (so the
     headroom, and with it the projected time to the limit, is unchanged). A leak
     keeps its slope across any number of loads; only the growth during the loads
-    themselves is given up."""
+    themselves is given up. The time they took is taken out too: what follows is
+    moved back by it, so the history runs on without a gap and its windows stay
+    dense however often versions are pushed (a leak under a push every few
+    minutes is still seen; with the gaps, no window would hold enough samples)."""
 
     settings: DetectorSettings
     offset: float = 0.0
+    # Seconds left out by loads so far (each load's gap less one sampling step).
+    skipped: float = 0.0
     # The floor just before the load, and the lowest level since it ended.
     before: float | None = None
     after: float | None = None
@@ -240,14 +245,23 @@ class LoadingFilter:
                 return None
             self.offset += self.after - self.before
             self.before = self.after = self.ended_at = None
+            if self.recent:
+                last = self.recent[-1].seconds
+                step = last - self.recent[-2].seconds if len(self.recent) > 1 else 0.0
+                if step > 0:
+                    self.skipped += max(0.0, sample.seconds - last - step)
         self.recent.append(sample)
         while (
             self.recent and self.recent[0].seconds < sample.seconds - self.settings.settle_seconds
         ):
             self.recent.popleft()
-        if not self.offset:
+        if not self.offset and not self.skipped:
             return sample
-        return Sample(sample.seconds, sample.working_set - self.offset, sample.limit - self.offset)
+        return Sample(
+            sample.seconds - self.skipped,
+            sample.working_set - self.offset,
+            sample.limit - self.offset,
+        )
 
 
 def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -504,7 +518,9 @@ def observe(
     history.add(admitted)
     verdict = judge(history.samples(), settings, history.peaks(), history.recent)
     loading.leak_slope = verdict.slope if verdict.leaking else 0.0
-    return dataclasses.replace(verdict, usage_fraction=usage) if loading.offset else verdict
+    if not loading.offset and not loading.skipped:
+        return verdict
+    return dataclasses.replace(verdict, seconds=sample.seconds, usage_fraction=usage)
 
 
 def growth_slope(

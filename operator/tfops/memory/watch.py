@@ -207,6 +207,8 @@ def checkpoint_pod(watch: PodWatch) -> str:
             "limit": samples[-1].limit if samples else None,
             # What loads added so far: the samples above are re-based by it.
             "loadingOffset": watch.loading.offset if watch.loading else 0.0,
+            # And the time they took: the samples' seconds are moved back by it.
+            "loadingSkipped": watch.loading.skipped if watch.loading else 0.0,
             "samples": [[round(s.seconds, 1), round(s.working_set)] for s in kept],
         },
         separators=(",", ":"),
@@ -224,6 +226,7 @@ def restore_pod(
             return None
         history = History(detector)
         limit = float(data["limit"] or 0)
+        skipped = float(data.get("loadingSkipped") or 0.0)
         for seconds, working_set in data["samples"]:
             history.add(Sample(float(seconds), float(working_set), limit))
         tracker = LeakTracker(policy, data.get("leakingSince"), data.get("lastLeaking"))
@@ -240,7 +243,10 @@ def restore_pod(
             loading=LoadingFilter(
                 detector,
                 offset=float(data.get("loadingOffset") or 0.0),
-                last_seconds=history.samples()[-1].seconds if len(history) else float("-inf"),
+                skipped=skipped,
+                last_seconds=history.samples()[-1].seconds + skipped
+                if len(history)
+                else float("-inf"),
             ),
         )
     except (ValueError, TypeError, KeyError):
