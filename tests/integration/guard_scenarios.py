@@ -13,6 +13,8 @@ end of the session (the other tests run meanwhile).
   memory from a real Prometheus (scraping kwok's kubelet metrics) and saves no
   checkpoints. It is killed four minutes in, before any verdict, and restarted:
   only Prometheus' past can let it act without a five-minute refill.
+- Model loads (load_scenarios.py): a slow load that grows memory, and a leak
+  under repeated promotions, with a TF Serving stand-in the operator reads.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from tests.integration.load_scenarios import LoadScenarios
 from tests.integration.prometheus import Prometheus
 from tfops.crd import CRD_NAME
 from tfops.devcluster import LocalCluster
@@ -111,6 +114,7 @@ class GuardScenarios:
     prom_operator: OperatorProcess | None = None
     prom_killed_at: float | None = None
     prom_restarted_at: float | None = None
+    loads: LoadScenarios | None = None
     timelines: dict[str, PodTimeline] = field(default_factory=dict)
     failure: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -129,6 +133,9 @@ class GuardScenarios:
 
     def _run(self) -> None:
         self.cluster.install_crd(CRD_FILE, CRD_NAME)
+        loads = LoadScenarios(self.cluster, self.api, self._stop, self._stack)
+        self._background(loads.run)
+        self.loads = loads
         suffix = uuid.uuid4().hex[:6]
         pair_namespace, single_namespace = f"guard-pair-{suffix}", f"guard-single-{suffix}"
         prom_namespace = f"guard-prom-{suffix}"

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,8 @@ class TFServingStandIn:
         )
         self.silent = silent
         self.delay = delay
+        # Per namespace, how long loads take there (set_load_seconds).
+        self.load_seconds: dict[str, float] = {}
         self.pods: dict[tuple[str, str], PodView] = {}
         self.configs: dict[tuple[str, str], str] = {}
         # Set when a pod or ConfigMap changed: processes follow pods only then, so a
@@ -178,6 +181,15 @@ class TFServingStandIn:
             raise KeyError(f"no running TF Serving for pod {namespace}/{pod}")
         with self.lock:
             process.config_poll_wedged = True
+
+    def set_load_seconds(self, namespace: str, seconds: float) -> None:
+        """Make every load in one namespace take this long from now on (a model of
+        several GiB restoring for minutes), in running pods and new ones."""
+        with self.lock:
+            self.load_seconds[namespace] = seconds
+            for (pod_namespace, _), (_, process) in self.processes.items():
+                if pod_namespace == namespace:
+                    process.timing = replace(process.timing, load_seconds=seconds)
 
     def process(self, namespace: str, pod: str) -> Process | None:
         with self.lock:
@@ -273,7 +285,9 @@ class TFServingStandIn:
                 self.store,
                 self.loader,
                 now,
-                self.timing,
+                replace(self.timing, load_seconds=self.load_seconds[key[0]])
+                if key[0] in self.load_seconds
+                else self.timing,
             )
             self.processes[key] = (view.incarnation, process)
             self._advance(key, process, now)
