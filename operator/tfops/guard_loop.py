@@ -187,6 +187,8 @@ class MemoryGuardLoop:
             state.config_lagging,
             state.loading,
             state.answers,
+            state.written_status,
+            state.backoffs,
         ):
             for gone in set(memory) - seen:
                 memory.pop(gone, None)  # type: ignore[attr-defined]
