@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -228,6 +227,16 @@ def write_results(results: dict[str, Any]) -> str:
     return text
 
 
+def _high_water_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # it just exited
+        return 0
+    return next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
+    )
+
+
 def long_replay(rows: int) -> dict[str, Any]:
     """`tfops guard replay --json` over one healthy trace of `rows` samples (15 s
     apart, a noisy sawtooth), as a user runs it: wall time and peak RSS."""
@@ -239,20 +248,29 @@ def long_replay(rows: int) -> dict[str, Any]:
             for index in range(rows):
                 t = 15.0 * (index + 1)
                 level = 3e9 * (1 + 0.3 * ((t % 600) / 600)) * (1 + rng.gauss(0, 0.01))
-                handle.write(f"{t:g},{level:.0f},8000000000\n")
+                handle.write(f"{t:.0f},{level:.0f},8000000000\n")
         started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "tfops", "guard", "replay", "--json", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        seconds = time.perf_counter() - started
-    summary = json.loads(result.stdout)
+        with (Path(directory) / "out.json").open("w+") as out:
+            replay = subprocess.Popen(
+                [sys.executable, "-m", "tfops", "guard", "replay", "--json", str(path)],
+                stdout=out,
+            )
+            # The replay's own peak: its VmHWM (getrusage would count this process's
+            # pages the child had before exec, which are the corpus's).
+            peak_kb = 0
+            while replay.poll() is None:
+                peak_kb = max(peak_kb, _high_water_kb(replay.pid))
+                time.sleep(0.2)
+            seconds = time.perf_counter() - started
+            if replay.returncode:
+                raise RuntimeError(f"the replay exited with {replay.returncode}")
+            out.seek(0)
+            output = out.read()
+    summary = json.loads(output)
     return {
         "rows": rows,
         "seconds": round(seconds, 1),
-        "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "rss_peak_mb": round(peak_kb / 1024, 1),
         "restart_at": summary["restart_at"],
     }
 
