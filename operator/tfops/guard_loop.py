@@ -261,15 +261,13 @@ class MemoryGuardLoop:
     ) -> None:
         """Hand a new (or restarted) watch to the backfill threads when the source
         has a past; the sampling thread takes it back once it is filled."""
-        meta = pod["metadata"]
-        fleet.pods[meta["name"]] = watch
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         if not self.source.has_history:
+            fleet.pods[name] = watch
             return
-        del fleet.pods[meta["name"]]
-        done = self.backfills.submit(
-            self.backfill, watch, meta["namespace"], meta["name"], limit, interval
-        )
-        fleet.filling[meta["name"]] = Filling(watch, done)
+        fleet.pods.pop(name, None)
+        done = self.backfills.submit(self.backfill, watch, namespace, name, limit, interval)
+        fleet.filling[name] = Filling(watch, done)
 
     def filled(self, fleet: FleetWatch, pod_name: str) -> PodWatch | None:
         """A watch whose backfill is done, with the live readings that waited for
@@ -300,9 +298,12 @@ class MemoryGuardLoop:
         detector, policy = settings_for(guard)
         pod_name, uid = pod["metadata"]["name"], pod["metadata"].get("uid", "")
         restart_count, oom_killed, process_started = _container_state(pod)
-        if process_started is None or pod_name in fleet.filling:
+        if process_started is None:
+            return None
+        if pod_name in fleet.filling:
             return self.filled(fleet, pod_name)
         watch = fleet.pods.get(pod_name)
+        new = watch is None
         if watch is None:
             saved = fleet.saved.pop(pod_name, None)
             watch = saved and restore_pod(saved, uid=uid, detector=detector, policy=policy)
@@ -315,11 +316,13 @@ class MemoryGuardLoop:
                     History(detector),
                     restart_count=restart_count,
                 )
-            self.start_filling(fleet, watch, pod, limit, guard.sample_interval_seconds)
-        elif restart_count > watch.restart_count:
+        # A restored watch may be of a process that restarted while no operator ran.
+        if restart_count > watch.restart_count:
             watch.process_restarted(
                 restart_count=restart_count, oom_killed=oom_killed, started_at=process_started
             )
+            new = True
+        if new:
             self.start_filling(fleet, watch, pod, limit, guard.sample_interval_seconds)
         return self.filled(fleet, pod_name)
 

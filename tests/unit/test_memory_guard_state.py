@@ -189,21 +189,45 @@ class _SlowPast:
         return [r for r in self.past if start <= r.epoch <= end]
 
 
-def test_a_slow_backfill_holds_up_neither_sampling_nor_live_readings() -> None:
-    now = time.time()
-    started = now - 3600
-    pod = {
+def _pod(started: float, restart_count: int = 0) -> dict[str, Any]:
+    return {
         "metadata": {"name": "p-1", "namespace": "ns", "uid": "uid-1"},
         "status": {
             "containerStatuses": [
                 {
                     "name": CONTAINER_NAME,
-                    "restartCount": 0,
+                    "restartCount": restart_count,
                     "state": {"running": {"startedAt": iso(started)}},
                 }
             ]
         },
     }
+
+
+class _NoPast(_SlowPast):
+    has_history = False
+
+
+def test_a_saved_watch_of_a_container_that_restarted_since_starts_afresh() -> None:
+    """The container restarted while no operator ran: its saved history is of the
+    old process and must not be judged with the new one's samples."""
+    saved = _feed_leak_for(40 * 60)
+    fleet = FleetWatch(saved={"p-1": checkpoint_pod(saved)})
+    loop = MemoryGuardLoop(cast(Any, None), cast(Any, None), _NoPast([]))
+    restarted = float(int(time.time()) - 60)  # ISO times have whole seconds
+    try:
+        watch = loop.watch_pod(fleet, _pod(restarted, restart_count=1), MemoryGuard(), LIMIT)
+    finally:
+        loop.stop()
+    assert watch is not None and fleet.pods["p-1"] is watch
+    assert watch.restart_count == 1 and watch.started_at == restarted
+    assert len(watch.history) == 0 and watch.tracker.leaking_since is None
+
+
+def test_a_slow_backfill_holds_up_neither_sampling_nor_live_readings() -> None:
+    now = time.time()
+    started = now - 3600
+    pod = _pod(started)
     past = [Reading(f"{t:.0f}", t, 1000 * MIB) for t in (started + 15 * i for i in range(1, 235))]
     source = _SlowPast(past)
     loop = MemoryGuardLoop(cast(Any, None), cast(Any, None), source)

@@ -118,9 +118,8 @@ class Filling:
     def wait(
         self, stamp: str, epoch: float, working_set: float, limit: float, loading: bool
     ) -> None:
-        self.waiting = [*self.waiting, (stamp, epoch, working_set, limit, loading)][
-            -WAITING_READINGS_KEPT:
-        ]
+        self.waiting.append((stamp, epoch, working_set, limit, loading))
+        del self.waiting[:-WAITING_READINGS_KEPT]
 
 
 @dataclass
