@@ -30,3 +30,5 @@ class OperatorConfig:
     # image must not evict a pod of every fleet together).
     max_leak_restarts_in_flight: int = 2
     prometheus_url: str = ""
+    # Where ModelServers (and what they own) are watched; empty: every namespace.
+    namespaces: tuple[str, ...] = ()

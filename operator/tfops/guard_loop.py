@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from tfops import metrics, reconcile
+from tfops import metrics, reconcile, watched
 from tfops.clients import kube
 from tfops.clients.memory_sources import MetricsServerSource, PrometheusSource, Source, SourceError
 from tfops.memory.detector import History, Verdict
@@ -124,7 +124,7 @@ def make_source(state: OperatorState) -> Source:
 
 
 class MemoryGuardLoop:
-    def __init__(self, state: OperatorState, indexes: reconcile.Indexes, source: Source) -> None:
+    def __init__(self, state: OperatorState, indexes: watched.Indexes, source: Source) -> None:
         self.state = state
         self.indexes = indexes
         self.source = source
@@ -142,7 +142,7 @@ class MemoryGuardLoop:
                 logger.exception("Failed a memory-guard round")
 
     def tick(self, now: float) -> None:
-        bodies = reconcile.snapshot(self.indexes, reconcile.MODELSERVER_INDEX)
+        bodies = watched.snapshot(self.indexes, watched.MODELSERVER_INDEX)
         seen = set()
         for body in bodies:
             meta = body["metadata"]
@@ -198,7 +198,7 @@ class MemoryGuardLoop:
         fleet is ready again (or after IN_FLIGHT_MAX_SECONDS, whatever became of it)."""
         in_flight = self.state.leak_restarts_in_flight
         for key, when in list(in_flight.items()):
-            deployment = reconcile.owned_deployment(self.indexes, *key)
+            deployment = watched.owned_deployment(self.indexes, *key)
             settled = deployment is None or (
                 now - when > MIN_IN_FLIGHT_SECONDS and rollout_complete(deployment)
             )
@@ -332,9 +332,7 @@ class MemoryGuardLoop:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         api = self.state.api()
-        pods = {
-            p["metadata"]["name"]: p for p in reconcile.owned_pods(self.indexes, namespace, name)
-        }
+        pods = {p["metadata"]["name"]: p for p in watched.owned_pods(self.indexes, namespace, name)}
         readings = self.source.readings(namespace, name)
         for pod_name in (set(fleet.pods) | set(fleet.filling)) - set(pods):
             fleet.pods.pop(pod_name, None)
@@ -410,7 +408,7 @@ class MemoryGuardLoop:
         traffic = reconcile.spec_and_plan(self.state, body)[0].traffic or Traffic()
         if not traffic.restart_when_config_not_applied:
             return
-        pods = {p["metadata"]["name"]: p for p in reconcile.owned_pods(self.indexes, *key)}
+        pods = {p["metadata"]["name"]: p for p in watched.owned_pods(self.indexes, *key)}
         for pod_name in sorted(set(lagging) & set(pods)):
             cause = Cause.of_config(lagging[pod_name])
             self.restart(body, guard, fleet, cause, pod_name=pod_name, pods=pods, now=now)
@@ -433,7 +431,7 @@ class MemoryGuardLoop:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         up = pod_ready if cause.leak else pod_serving
-        deployment = reconcile.owned_deployment(self.indexes, namespace, name) or {}
+        deployment = watched.owned_deployment(self.indexes, namespace, name) or {}
         desired = int(deployment.get("spec", {}).get("replicas", 1))
         in_flight = self.state.leak_restarts_in_flight
         decision = restart_decision(
@@ -501,7 +499,7 @@ class MemoryGuardLoop:
         self.backfills.shutdown(wait=False, cancel_futures=True)
 
 
-def start(state: OperatorState, indexes: reconcile.Indexes) -> MemoryGuardLoop:
+def start(state: OperatorState, indexes: watched.Indexes) -> MemoryGuardLoop:
     loop = MemoryGuardLoop(state, indexes, make_source(state))
     loop.start()
     logger.info("Started the memory guard (every %ss)", TICK_SECONDS)

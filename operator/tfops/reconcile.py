@@ -8,9 +8,7 @@ written when nothing changed: an idle fleet costs the API server no write at all
 
 from __future__ import annotations
 
-import json
 import logging
-import marshal
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
@@ -23,14 +21,13 @@ from tfops.clients import kube
 from tfops.clients.tfserving import ServingUnreachable, get_model_status
 from tfops.model import ModelServerSpec, parse_spec
 from tfops.model_status import VersionStatus
-from tfops.owned import BY_KIND, OWNED_KINDS, PODS, optional_objects, owned_object_names
+from tfops.owned import BY_KIND, OWNED_KINDS, optional_objects, owned_object_names
 from tfops.plan import Plan, make_plan, transition_memory_error
 from tfops.promotion import Configured
 from tfops.render import Owner, render_all
-from tfops.render.common import OWNER_LABEL
 from tfops.render.configmap import MODELS_FILE, parse_models_config
 from tfops.schema import SpecInvalid
-from tfops.state import Backoff, Key, OperatorState, Remembered
+from tfops.state import Backoff, OperatorState, Remembered
 from tfops.status import (
     Failure,
     Observation,
@@ -40,6 +37,7 @@ from tfops.status import (
     status_patch,
 )
 from tfops.timefmt import now_iso
+from tfops.watched import Indexes, lookup, owned_pods, trim
 
 REPLICAS_HANDOVER_MANAGER = "tfops-replicas-handover"
 # Our own writes are trusted over the watch-fed indexes until the index shows a
@@ -54,107 +52,6 @@ UNVERSIONED_TRUST_SECONDS = 5.0
 # (doubling per failure, up to the maximum); a new generation tries at once.
 BACKOFF_FIRST_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 300.0
-
-Indexes = Mapping[str, Any]
-# The kopf index of ModelServers themselves, by (namespace, name).
-MODELSERVER_INDEX = "tfops_modelservers"
-
-
-# -- what the watches hold --------------------------------------------------------
-
-
-def trim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of an object tfops reads: kopf's indexes keep only these. Of a
-    pod's spec, only what is read (the memory limit, the readiness gates): the rest
-    (args, probes, volumes) was most of each pod's bytes."""
-    meta = body.get("metadata", {})
-    kept: dict[str, Any] = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {
-            key: meta[key]
-            for key in (
-                "name",
-                "namespace",
-                "uid",
-                "generation",
-                "resourceVersion",
-                "labels",
-                "annotations",
-                "ownerReferences",
-                "creationTimestamp",
-                "deletionTimestamp",
-            )
-            if key in meta
-        },
-    }
-    for key in ("spec", "data", "status"):
-        if key in body:
-            kept[key] = dict(body[key])
-    if body.get("kind") == "Pod" and "spec" in kept:
-        pod_spec = kept["spec"]
-        kept["spec"] = {
-            "containers": [
-                {"name": c.get("name"), "resources": c.get("resources") or {}}
-                for c in pod_spec.get("containers") or []
-            ],
-            **{k: pod_spec[k] for k in ("nodeName", "readinessGates") if k in pod_spec},
-        }
-    return kept
-
-
-class Stored:
-    """One object as an index keeps it: the trimmed body serialized (marshal: the
-    fastest to read back of json, pickle and marshal, and the smallest), read back
-    on lookup. A parsed pod costs about five times its bytes in Python objects, and
-    the indexes hold every owned object and pod of every fleet; each lookup gets
-    its own copy, so no caller can change what the index holds."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, body: Mapping[str, Any]) -> None:
-        trimmed = trim(body)
-        try:
-            self.data = marshal.dumps(trimmed)
-        except ValueError:  # a mapping that is not a dict somewhere: JSON's types
-            self.data = marshal.dumps(json.loads(json.dumps(trimmed)))
-
-    def body(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = marshal.loads(self.data)
-        return loaded
-
-
-def owner_key(namespace: str | None, labels: Mapping[str, str]) -> Key | None:
-    owner = labels.get(OWNER_LABEL)
-    return (namespace, owner) if namespace and owner else None
-
-
-def lookup(indexes: Indexes, index: str, key: Key) -> list[dict[str, Any]]:
-    """What a kopf index holds for one ModelServer, as bodies of our own."""
-    store = indexes[index].get(key)
-    return [stored.body() for stored in list(store)] if store is not None else []
-
-
-def snapshot(indexes: Indexes, index: str) -> list[dict[str, Any]]:
-    """Every object of one index, copied while the watches may be changing it."""
-    store = indexes[index]
-    for _attempt in range(3):
-        try:
-            entries = [stored for key in list(store) for stored in list(store.get(key) or [])]
-        except RuntimeError:  # the index changed while we copied it
-            continue
-        return [stored.body() for stored in entries]
-    return []
-
-
-def owned_pods(indexes: Indexes, namespace: str, name: str) -> list[dict[str, Any]]:
-    return lookup(indexes, PODS.index, (namespace, name))
-
-
-def owned_deployment(indexes: Indexes, namespace: str, name: str) -> dict[str, Any] | None:
-    found = lookup(indexes, BY_KIND["Deployment"].index, (namespace, name))
-    return found[0] if found else None
-
 
 # -- pure helpers -------------------------------------------------------------------
 

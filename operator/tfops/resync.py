@@ -1,4 +1,6 @@
-"""Re-observe every ModelServer on a fixed period: drift, model states, status.
+"""Re-observe every ModelServer on a fixed period (drift, model states, status),
+and one at once when the watches see its Deployment change or a pod wait for its
+readiness gate.
 
 Our own loop rather than a kopf timer: kopf puts a finalizer on every object with
 a timer, which costs a write per object and blocks deleting a ModelServer
@@ -18,13 +20,15 @@ import threading
 import time
 from typing import Any
 
-from tfops import metrics, reconcile
+from tfops import metrics, reconcile, watched
 from tfops.clients import kube
 from tfops.state import OperatorState
 
 # Fleets re-observed at once. Most of a resync is waiting (API reads, pods' REST
 # answers, time-outs of dead pods), so more workers than cores pays.
 RESYNC_WORKERS = 32
+# Fleets re-observed at once because the watches saw something change.
+EVENT_WORKERS = 8
 
 
 def next_start(previous_start: float, period: float, now: float) -> tuple[float, float]:
@@ -35,7 +39,7 @@ def next_start(previous_start: float, period: float, now: float) -> tuple[float,
 
 
 class Resyncer:
-    def __init__(self, state: OperatorState, indexes: reconcile.Indexes) -> None:
+    def __init__(self, state: OperatorState, indexes: watched.Indexes) -> None:
         self.state = state
         self.indexes = indexes
         self.period = state.config.resync_seconds
@@ -43,10 +47,19 @@ class Resyncer:
         self.pool = concurrent.futures.ThreadPoolExecutor(
             RESYNC_WORKERS, thread_name_prefix="resync"
         )
+        self.on_change = concurrent.futures.ThreadPoolExecutor(
+            EVENT_WORKERS, thread_name_prefix="on-change"
+        )
+        # Fleets with a pass running or queued, and those asked for again meanwhile
+        # (with the latest trigger): a rollout sends an event per pod and status
+        # change, and one more pass after the current one sees them all.
+        self.busy: set[watched.Key] = set()
+        self.again: dict[watched.Key, str] = {}
+        self.busy_lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="resync", daemon=True)
         self.logger = logging.getLogger("tfops.resync")
 
-    def resync_one(self, body: dict[str, Any]) -> None:
+    def resync_one(self, body: dict[str, Any], trigger: str = "resync") -> None:
         try:
             reconcile.reconcile(
                 self.state,
@@ -54,15 +67,40 @@ class Resyncer:
                 kube.ApiSink(self.state.api(), body),
                 self.logger,
                 indexes=self.indexes,
-                trigger="resync",
+                trigger=trigger,
             )
         except Exception:  # reconcile reports its own failures; this is a last resort
             meta = body.get("metadata", {})
             self.logger.exception("Failed to resync %s/%s", meta.get("namespace"), meta.get("name"))
 
+    def request(self, key: watched.Key, trigger: str) -> None:
+        """Re-observe one ModelServer soon, off the caller's (a watch's) thread. At
+        most one pass per fleet runs and one more follows it, however many
+        requests arrive meanwhile."""
+        with self.busy_lock:
+            if key in self.busy:
+                self.again[key] = trigger
+                return
+            self.busy.add(key)
+        try:
+            self.on_change.submit(self._passes, key, trigger)
+        except RuntimeError:  # shut down
+            with self.busy_lock:
+                self.busy.discard(key)
+
+    def _passes(self, key: watched.Key, trigger: str | None) -> None:
+        while trigger is not None:
+            bodies = watched.lookup(self.indexes, watched.MODELSERVER_INDEX, key)
+            if bodies:
+                self.resync_one(bodies[0], trigger)
+            with self.busy_lock:
+                trigger = self.again.pop(key, None)
+                if trigger is None:
+                    self.busy.discard(key)
+
     def cycle(self) -> None:
         started = time.monotonic()
-        bodies = reconcile.snapshot(self.indexes, reconcile.MODELSERVER_INDEX)
+        bodies = watched.snapshot(self.indexes, watched.MODELSERVER_INDEX)
         list(self.pool.map(self.resync_one, bodies))
         metrics.RESYNC_CYCLE_SECONDS.observe(time.monotonic() - started)
         metrics.RESYNC_FLEETS.set(len(bodies))
@@ -81,3 +119,4 @@ class Resyncer:
     def stop(self) -> None:
         self.stopped.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.on_change.shutdown(wait=False, cancel_futures=True)

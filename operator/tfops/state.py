@@ -15,8 +15,8 @@ from typing import Any
 from tfops.config import OperatorConfig
 from tfops.health import ApiHealth
 from tfops.memory.watch import FleetWatch
-
-Key = tuple[str, str]  # (namespace, ModelServer name)
+from tfops.owned import WATCHED_KINDS
+from tfops.watched import Key, OwnedIndex
 
 
 @dataclass
@@ -87,6 +87,11 @@ class OperatorState:
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
             max_workers=64, thread_name_prefix="model-status"
         )
+    )
+    # Every owned object and serving pod, by kind's index name and owner: filled by
+    # our own watches (tfops.clients.kube_watch), read by every reconcile.
+    watched: dict[str, OwnedIndex] = field(
+        default_factory=lambda: {owned.index: OwnedIndex() for owned in WATCHED_KINDS}
     )
     # Background loops to stop at shutdown (the resync, the memory guard).
     loops: list[Any] = field(default_factory=list)

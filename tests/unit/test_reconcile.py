@@ -15,15 +15,14 @@ from kubernetes.client.exceptions import ApiException
 from tfops.config import OperatorConfig
 from tfops.owned import BY_KIND, WATCHED_KINDS
 from tfops.reconcile import (
-    MODELSERVER_INDEX,
     ApplyFailed,
-    Stored,
     apply_phases,
     describe_failure,
     first_difference,
     reconcile,
 )
 from tfops.state import OperatorState
+from tfops.watched import MODELSERVER_INDEX, Stored
 
 
 def _item(kind: str, current: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None, None]:

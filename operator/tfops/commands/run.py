@@ -6,11 +6,11 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,8 @@ from tfops.health import ApiHealth
 from tfops.state import OperatorState
 
 LOG_FORMATS = ("plain", "full", "json")
+# A Kubernetes namespace name (an RFC 1123 label).
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,6 @@ def watch_api(api: Any, health: ApiHealth, period: float = API_CHECK_SECONDS) ->
 def run_operator(
     operator_config: config.OperatorConfig,
     *,
-    namespaces: Sequence[str],
     liveness_endpoint: str | None,
     verbose: bool,
     log_format: str = "full",
@@ -102,8 +103,8 @@ def run_operator(
     kopf.run(
         memo=state,
         standalone=True,
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
+        clusterwide=not operator_config.namespaces,
+        namespaces=list(operator_config.namespaces),
         liveness_endpoint=liveness_endpoint,
     )
     return 0
@@ -201,7 +202,17 @@ def run_command(args: argparse.Namespace) -> int:
         memory_source=args.memory_source,
         prometheus_url=args.prometheus_url or "",
         max_leak_restarts_in_flight=args.max_leak_restarts_in_flight,
+        namespaces=tuple(args.namespace),
     )
+    for namespace in args.namespace:
+        if not NAMESPACE_NAME.fullmatch(namespace):
+            print(
+                f"tfops run: --namespace {namespace!r} is not a namespace name (lower-case "
+                "letters, digits and '-', at most 63); repeat --namespace for each "
+                "namespace, patterns are not supported",
+                file=sys.stderr,
+            )
+            return 2
     if args.max_leak_restarts_in_flight < 1:
         print(
             "tfops run: --max-leak-restarts-in-flight must be 1 or more (it caps leak "
@@ -222,7 +233,6 @@ def run_command(args: argparse.Namespace) -> int:
         election = LeaderElection(namespace)
     return run_operator(
         operator_config,
-        namespaces=args.namespace,
         liveness_endpoint=args.liveness,
         verbose=args.verbose,
         log_format=args.log_format,

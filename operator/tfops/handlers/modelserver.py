@@ -1,40 +1,30 @@
-"""kopf's registrations for ModelServers: the watch-fed indexes of what they own,
-the create/update/resume handler, Deployment events, and the resync loop's start
-and stop. The logic is in tfops.reconcile; this module only wires it to kopf."""
+"""kopf's registrations for ModelServers: their index, the create/update/resume
+handler, and the start and stop of the loops (the watches of what ModelServers
+own, the resync, the memory guard). The logic is in tfops.reconcile; this module
+only wires it to kopf, which watches ModelServers and nothing else."""
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import kopf
 
-from tfops import guard_loop, readiness, reconcile
-from tfops.clients import kube
+from tfops import guard_loop, reconcile, watched
+from tfops.clients import kube, kube_watch
 from tfops.model import GROUP, PLURAL, VERSION
-from tfops.owned import BY_KIND, WATCHED_KINDS
-from tfops.render.common import MANAGED_BY
+from tfops.owned import OwnedKind
 from tfops.resync import Resyncer
 from tfops.state import OperatorState
 
-OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-def _by_owner(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[tuple[str, str], reconcile.Stored]:
-    key = reconcile.owner_key(namespace, labels)
-    return {key: reconcile.Stored(body)} if key else {}
-
-
-for _owned in WATCHED_KINDS:
-    _resource = (
-        (_owned.group, _owned.version, _owned.plural) if _owned.group else ("v1", _owned.plural)
-    )
-    kopf.index(*_resource, labels=OWNED, id=_owned.index)(_by_owner)
-
-kopf.index(GROUP, VERSION, PLURAL, id=reconcile.MODELSERVER_INDEX)(
-    lambda body, namespace, name, **_: {(namespace, name): reconcile.Stored(body)}
+kopf.index(GROUP, VERSION, PLURAL, id=watched.MODELSERVER_INDEX)(
+    lambda body, namespace, name, **_: {(namespace, name): watched.Stored(body)}
 )
+
+
+def _indexes(memo: OperatorState, kopf_kwargs: dict[str, Any]) -> watched.Indexes:
+    """Our watches' indexes, and kopf's (handed to handlers as keyword arguments)."""
+    return collections.ChainMap(memo.watched, kopf_kwargs)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -48,55 +38,32 @@ def on_modelserver_change(
     # write and put back fields from this one (Ready from one write, modelsSummary
     # from another).
     sink = kube.ApiSink(memo.api(), body)
-    reconcile.reconcile(memo, body, sink, logger, indexes=kwargs, trigger=reason)
-
-
-def _reconcile_owner(
-    memo: OperatorState,
-    namespace: str | None,
-    labels: kopf.Labels,
-    logger: Any,
-    indexes: reconcile.Indexes,
-    *,
-    trigger: str,
-) -> None:
-    """Re-observe the ModelServer an owned object's labels name, if it exists."""
-    key = reconcile.owner_key(namespace, labels)
-    bodies = reconcile.lookup(indexes, reconcile.MODELSERVER_INDEX, key) if key else []
-    if bodies:
-        sink = kube.ApiSink(memo.api(), bodies[0])
-        reconcile.reconcile(memo, bodies[0], sink, logger, indexes=indexes, trigger=trigger)
-
-
-@kopf.on.event(*BY_KIND["Deployment"].resource, labels=OWNED)
-def on_owned_deployment_event(
-    namespace: str | None, labels: kopf.Labels, logger: Any, memo: OperatorState, **kwargs: Any
-) -> None:
-    """A fleet's Deployment changed (pods became ready, someone edited or deleted
-    it): re-observe its ModelServer now rather than at the next resync."""
-    _reconcile_owner(memo, namespace, labels, logger, kwargs, trigger="deployment")
-
-
-@kopf.on.event(
-    *BY_KIND["Pod"].resource,
-    labels=OWNED,
-    when=lambda body, **_: readiness.awaits_gate(body),
-)
-def on_pod_awaiting_its_gate(
-    namespace: str | None, labels: kopf.Labels, logger: Any, memo: OperatorState, **kwargs: Any
-) -> None:
-    """A serving pod's TF Serving came up and its readiness gate was never set:
-    judge it now, not at the next resync (until then it takes no traffic)."""
-    _reconcile_owner(memo, namespace, labels, logger, kwargs, trigger="pod")
+    reconcile.reconcile(memo, body, sink, logger, indexes=_indexes(memo, kwargs), trigger=reason)
 
 
 @kopf.on.startup()
 def start_loops(memo: OperatorState, **kwargs: Any) -> None:
-    """The resync loop and the memory guard. kopf hands startup handlers the same
-    index objects it keeps filling."""
-    resyncer = Resyncer(memo, kwargs)
+    """The watches of owned objects and pods (complete before kopf's first
+    ModelServer handler runs: startup handlers run first), the resync loop and the
+    memory guard. kopf hands startup handlers the same index objects it keeps
+    filling."""
+    if memo.loops:  # started already (kopf retried this handler)
+        return
+    indexes = _indexes(memo, kwargs)
+    resyncer = Resyncer(memo, indexes)
+
+    def on_change(owned: OwnedKind, event: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = watched.owner_key(meta.get("namespace"), meta.get("labels") or {})
+        trigger = watched.change_trigger(owned.kind, obj)
+        if key and trigger:
+            resyncer.request(key, trigger)
+
+    memo.loops.extend(
+        kube_watch.start_watches(memo.api(), memo.watched, memo.config.namespaces, on_change)
+    )
     resyncer.start()
-    memo.loops.extend([resyncer, guard_loop.start(memo, kwargs)])
+    memo.loops.extend([resyncer, guard_loop.start(memo, indexes)])
 
 
 @kopf.on.cleanup()

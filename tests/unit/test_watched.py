@@ -1,0 +1,151 @@
+"""What the watches hold (tfops.watched), how a stream is cut into events, and how
+watch events become re-observations of a fleet."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tfops.clients.kube_watch import _lines
+from tfops.config import OperatorConfig
+from tfops.render.common import MANAGED_BY, OWNER_LABEL, READINESS_CONDITION
+from tfops.resync import Resyncer
+from tfops.state import OperatorState
+from tfops.watched import (
+    MODELSERVER_INDEX,
+    OwnedIndex,
+    Stored,
+    change_trigger,
+    lookup,
+    owned_pods,
+)
+
+
+def _pod(name: str, namespace: str = "ml", owner: str | None = "search", **extra: Any) -> dict:
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY}
+    if owner:
+        labels[OWNER_LABEL] = owner
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{namespace}-{name}",
+            "labels": labels,
+            "managedFields": [{"manager": "kubelet"}],
+        },
+        "spec": {"containers": [{"name": "serving", "args": ["--port=8500"]}]},
+        **extra,
+    }
+
+
+def _names(index: OwnedIndex, key: tuple[str, str]) -> list[str]:
+    return sorted(stored.body()["metadata"]["name"] for stored in index.get(key) or [])
+
+
+def test_an_index_keeps_objects_by_owner_trimmed_and_hands_out_copies() -> None:
+    index = OwnedIndex()
+    assert index.put(_pod("a")) == ("ml", "search")
+    assert index.put(_pod("b")) == ("ml", "search")
+    assert index.put(_pod("stray", owner=None)) is None  # names no ModelServer
+    assert _names(index, ("ml", "search")) == ["a", "b"]
+    assert len(index) == 2
+
+    body = owned_pods({"tfops_pods": index}, "ml", "search")[0]
+    assert "managedFields" not in body["metadata"]
+    assert body["spec"]["containers"] == [{"name": "serving", "resources": {}}]
+    body["metadata"]["name"] = "changed by a caller"
+    assert _names(index, ("ml", "search")) == ["a", "b"]
+
+
+def test_a_modified_object_replaces_its_copy_and_a_deleted_one_goes() -> None:
+    index = OwnedIndex()
+    index.put(_pod("a"))
+    index.put(_pod("a", status={"phase": "Running"}))
+    assert [s.body()["status"] for s in index.get(("ml", "search")) or []] == [{"phase": "Running"}]
+    # Relabelled to another ModelServer: it moves.
+    index.put(_pod("a", owner="other"))
+    assert index.get(("ml", "search")) is None
+    assert _names(index, ("ml", "other")) == ["a"]
+    assert index.remove(_pod("a")) == ("ml", "other")
+    assert index.get(("ml", "other")) is None
+    assert list(index) == [] and len(index) == 0
+
+
+def test_a_fresh_list_replaces_its_namespace_only() -> None:
+    index = OwnedIndex()
+    index.put(_pod("deleted-while-no-watch-ran"))
+    index.put(_pod("kept", namespace="other-ns"))
+    fresh = OwnedIndex()
+    fresh.put(_pod("new"))
+    index.replace(fresh, "ml")
+    assert _names(index, ("ml", "search")) == ["new"]
+    assert _names(index, ("other-ns", "search")) == ["kept"]
+
+    everywhere = OwnedIndex()
+    everywhere.put(_pod("only"))
+    index.replace(everywhere, None)
+    assert sorted(index) == [("ml", "search")]
+    assert _names(index, ("ml", "search")) == ["only"]
+
+
+def test_deployment_changes_and_pods_awaiting_their_gate_trigger_a_pass() -> None:
+    assert change_trigger("Deployment", {}) == "deployment"
+    assert change_trigger("ConfigMap", {}) is None
+    assert change_trigger("Pod", _pod("starting")) is None
+    awaiting = _pod(
+        "up",
+        spec={
+            "containers": [{"name": "serving"}],
+            "readinessGates": [{"conditionType": READINESS_CONDITION}],
+        },
+        status={
+            "phase": "Running",
+            "conditions": [{"type": "ContainersReady", "status": "True"}],
+        },
+    )
+    assert change_trigger("Pod", awaiting) == "pod"
+
+
+def test_a_stream_is_cut_into_lines_wherever_its_chunks_end() -> None:
+    events = [b'{"type":"ADDED"}', b'{"type":"MODIFIED","object":{"a":1}}', b'{"type":"x"}']
+    stream = b"\n".join(events) + b"\n"
+    for cut in range(1, 12):
+        chunks = [stream[i : i + cut] for i in range(0, len(stream), cut)]
+        assert list(_lines(iter(chunks))) == events
+    # A last line without its newline still counts; blank lines do not.
+    assert list(_lines(iter([b"a\n\n", b"b"]))) == [b"a", b"b"]
+
+
+class _CountingResyncer(Resyncer):
+    def __init__(self, state: OperatorState, indexes: dict[str, Any]) -> None:
+        super().__init__(state, indexes)
+        self.passes: list[tuple[str, str]] = []
+        self.running = threading.Event()
+        self.release = threading.Event()
+
+    def resync_one(self, body: dict[str, Any], trigger: str = "resync") -> None:
+        self.passes.append((body["metadata"]["name"], trigger))
+        self.running.set()
+        self.release.wait(10)
+
+
+def test_events_during_a_fleets_pass_fold_into_one_more_pass() -> None:
+    body = {"metadata": {"name": "search", "namespace": "ml", "uid": "u"}, "spec": {}}
+    indexes = {MODELSERVER_INDEX: {("ml", "search"): [Stored(body)]}}
+    resyncer = _CountingResyncer(OperatorState(config=OperatorConfig()), indexes)
+    assert lookup(indexes, MODELSERVER_INDEX, ("ml", "search"))
+    try:
+        resyncer.request(("ml", "search"), "deployment")
+        assert resyncer.running.wait(10)
+        # While the first pass runs, a rollout's many events ask for one more pass.
+        for _ in range(5):
+            resyncer.request(("ml", "search"), "pod")
+        resyncer.request(("ml", "gone"), "deployment")  # no such ModelServer: nothing
+        resyncer.release.set()
+        resyncer.on_change.shutdown(wait=True)
+        assert resyncer.passes == [("search", "deployment"), ("search", "pod")]
+        assert resyncer.busy == set() and resyncer.again == {}
+    finally:
+        resyncer.stop()
