@@ -61,9 +61,9 @@ manifests-stdout:
 # model-state checks on, each with its raw-apply baseline and 10 idle resync cycles;
 # then the leak detector and its baselines over the trace corpus (2 minutes).
 bench: $(INSTALLED) control-plane
-	$(BIN)/python bench/reconcile.py --latency-count 50 --scale-counts 100,300,1000 \
+	$(BIN)/python -m bench.reconcile --latency-count 50 --scale-counts 100,300,1000 \
 		--soak-cycles 10
-	$(BIN)/python bench/memory_guard.py --per-family 12 --seed 7 --long-replay-rows 1000000
+	$(BIN)/python -m bench.memory_guard --per-family 12 --seed 7 --long-replay-rows 1000000
 
 demo: $(INSTALLED)
 	@if [ -z "$$KUBECONFIG" ]; then bash hack/build-control-plane.sh >/dev/null; fi

@@ -13,7 +13,7 @@ every family sampled every 10, 15, 30 and 60 s. A leak that jumps from below 80%
 its limit to the OOM between two samples cannot be caught by any detector: those
 are counted apart, not in recall. Results: bench/results/memory_guard.{json,md}.
 
-Usage: python bench/memory_guard.py [--per-family 12] [--seed 7] [--intervals 10,15,30,60]
+Usage: python -m bench.memory_guard [--per-family 12] [--seed 7] [--intervals 10,15,30,60]
        [--write-corpus DIR]
 """
 
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.proc import high_water_kb
 from tfops.memory.detector import Sample
 from tfops.memory.replay import replay, write_trace
 from tfops.testing.traces import Trace, corpus
@@ -227,16 +228,6 @@ def write_results(results: dict[str, Any]) -> str:
     return text
 
 
-def _high_water_kb(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # it just exited
-        return 0
-    return next(
-        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
-    )
-
-
 def long_replay(rows: int) -> dict[str, Any]:
     """`tfops guard replay --json` over one healthy trace of `rows` samples (15 s
     apart, a noisy sawtooth), as a user runs it: wall time and peak RSS."""
@@ -259,7 +250,7 @@ def long_replay(rows: int) -> dict[str, Any]:
             # pages the child had before exec, which are the corpus's).
             peak_kb = 0
             while replay.poll() is None:
-                peak_kb = max(peak_kb, _high_water_kb(replay.pid))
+                peak_kb = max(peak_kb, high_water_kb(replay.pid))
                 time.sleep(0.2)
             seconds = time.perf_counter() - started
             if replay.returncode:

@@ -11,7 +11,7 @@
    over idle resync cycles. One TF Serving stand-in answers for every pod; 2% of
    pods never answer and 2% answer after 1.5 s.
 
-Usage: python bench/reconcile.py [--latency-count 50] [--scale-counts 100,300,1000]
+Usage: python -m bench.reconcile [--latency-count 50] [--scale-counts 100,300,1000]
        [--soak-cycles 30]   (results: bench/results/reconcile.{json,md})
 """
 
@@ -34,6 +34,7 @@ from typing import Any
 import psutil
 from kubernetes import client, config, watch
 
+from bench.proc import high_water_kb
 from tfops.clients import kube
 from tfops.devcluster import LocalCluster, find_control_plane
 from tfops.model import GROUP, PLURAL, VERSION, parse_spec
@@ -63,6 +64,7 @@ SPEC = {
 }
 STORE = {"bench/ranker": (1, 2), "bench/scorer": (1,)}
 PODS_PER_FLEET = 2
+PODS_PER_NODE = 250
 # Pods that never answer (held past any time-out) and pods that answer late.
 SILENT_PERCENT, SLOW_PERCENT = 2, 2
 SILENT_SECONDS, SLOW_SECONDS = 30.0, 1.5
@@ -220,35 +222,57 @@ def raw_baseline(api: client.ApiClient, count: int) -> dict[str, float]:
     return {"raw_apply_requests_seconds": applied, "raw_apply_all_seconds": ready}
 
 
-def settled(api: client.ApiClient, namespace: str, count: int) -> tuple[int, int]:
-    """(ModelServers settled, of which Ready). Settled: status is current and Ready,
-    or, for a fleet with a pod that never answers, Ready=False naming that
-    (ModelStatusUnknown): the verdict a real cluster would get."""
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL
-    )["items"]
-    if len(items) != count:
-        return 0, 0
-    # Raw JSON: the client's models would cost this process (which also runs the
-    # stand-in every pod's status comes from) a second per thousand pods.
-    listed = client.CoreV1Api(api).list_namespaced_pod(namespace, _preload_content=False)
-    silent = {
-        (pod["metadata"].get("labels") or {}).get(OWNER_LABEL)
-        for pod in json.loads(listed.data)["items"]
-        if pod_delay(namespace, pod["metadata"]["name"]) >= SILENT_SECONDS
-    }
-    done = ready = 0
-    for item in items:
-        status = item.get("status") or {}
-        if status.get("observedGeneration") != item["metadata"]["generation"]:
-            continue
-        condition = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
-        if item["metadata"]["name"] in silent:
-            done += condition.get("reason") == "ModelStatusUnknown"
-        elif condition.get("status") == "True":
-            done += 1
-            ready += 1
-    return done, ready
+class Settled:
+    """Counts settled ModelServers: status current and Ready, or, for a fleet with a
+    pod that never answers, Ready=False naming that (ModelStatusUnknown): the
+    verdict a real cluster would get. Pods are listed (to know which fleets have a
+    silent pod) only until all exist: a list of thousands of pods every poll cost
+    the machine the operator is measured on."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, count: int) -> None:
+        self.api, self.namespace, self.count = api, namespace, count
+        self.silent: set[str] | None = None
+
+    def silent_fleets(self) -> set[str]:
+        if self.silent is not None:
+            return self.silent
+        # Raw JSON: the client's models would cost this process (which also runs the
+        # stand-in every pod's status comes from) a second per thousand pods.
+        listed = client.CoreV1Api(self.api).list_namespaced_pod(
+            self.namespace, _preload_content=False
+        )
+        pods = json.loads(listed.data)["items"]
+        silent = {
+            (pod["metadata"].get("labels") or {}).get(OWNER_LABEL, "")
+            for pod in pods
+            if pod_delay(self.namespace, pod["metadata"]["name"]) >= SILENT_SECONDS
+        }
+        if len(pods) == self.count * PODS_PER_FLEET:
+            self.silent = silent
+        return silent
+
+    def __call__(self) -> tuple[int, int]:
+        """(ModelServers settled, of which Ready)."""
+        items = client.CustomObjectsApi(self.api).list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL
+        )["items"]
+        if len(items) != self.count:
+            return 0, 0
+        silent = self.silent_fleets()
+        done = ready = 0
+        for item in items:
+            status = item.get("status") or {}
+            if status.get("observedGeneration") != item["metadata"]["generation"]:
+                continue
+            condition = next(
+                (c for c in status.get("conditions") or [] if c["type"] == "Ready"), {}
+            )
+            if item["metadata"]["name"] in silent:
+                done += condition.get("reason") == "ModelStatusUnknown"
+            elif condition.get("status") == "True":
+                done += 1
+                ready += 1
+        return done, ready
 
 
 def scale(
@@ -279,9 +303,10 @@ def scale(
             )
         created = time.perf_counter() - started
         peak = rss_before
+        settled = Settled(api, namespace, count)
         while True:
             peak = max(peak, process.memory_info().rss)
-            done, ready = settled(api, namespace, count)
+            done, ready = settled()
             if done == count:
                 break
             if time.perf_counter() - started > 900:
@@ -307,10 +332,11 @@ def scale(
         )
         requests = api_requests(operator) - requests_before
         reconciles = operator.metric("tfops_reconciles_total", trigger="resync", result="ok")
+        high_water = high_water_kb(operator.process.pid) * 1024
     writes = audit_writes(cluster, namespace, since)
     first = statistics.mean(samples[: max(1, len(samples) // 10)])
     last = statistics.mean(samples[-max(1, len(samples) // 10) :])
-    rss_peak = max(peak, *samples)
+    rss_peak = max(peak, high_water, *samples)
     return {
         "count": count,
         "pods_per_modelserver": PODS_PER_FLEET,
@@ -339,10 +365,14 @@ def scale(
 
 
 def local_cluster(count: int) -> LocalCluster:
+    # Each serving pod requests 896 Mi (the plan's memory for SPEC) and a kwok node
+    # has 256 Gi: about 290 pods per node. With 3 nodes, 1000 fleets left half
+    # their pods unschedulable.
+    nodes = max(3, -(-count * PODS_PER_FLEET // PODS_PER_NODE))
     return LocalCluster(
         find_control_plane(),
-        nodes=3,
-        pods_per_node=count * PODS_PER_FLEET // 3 + 50,
+        nodes=nodes,
+        pods_per_node=count * PODS_PER_FLEET // nodes + 50,
         log=lambda m: print(m, flush=True),
     )
 

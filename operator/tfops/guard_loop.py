@@ -142,9 +142,8 @@ class MemoryGuardLoop:
                 logger.exception("Failed a memory-guard round")
 
     def tick(self, now: float) -> None:
-        bodies = watched.snapshot(self.indexes, watched.MODELSERVER_INDEX)
         seen = set()
-        for body in bodies:
+        for body in watched.each_body(self.indexes, watched.MODELSERVER_INDEX):
             meta = body["metadata"]
             key = (meta["namespace"], meta["name"])
             seen.add(key)

@@ -100,10 +100,15 @@ class Resyncer:
 
     def cycle(self) -> None:
         started = time.monotonic()
-        bodies = watched.snapshot(self.indexes, watched.MODELSERVER_INDEX)
-        list(self.pool.map(self.resync_one, bodies))
+        keys = watched.owners(self.indexes, watched.MODELSERVER_INDEX)
+        # Each worker reads its fleet's body when it starts: not every body at once.
+        list(self.pool.map(self._resync_key, keys))
         metrics.RESYNC_CYCLE_SECONDS.observe(time.monotonic() - started)
-        metrics.RESYNC_FLEETS.set(len(bodies))
+        metrics.RESYNC_FLEETS.set(len(keys))
+
+    def _resync_key(self, key: watched.Key) -> None:
+        for body in watched.lookup(self.indexes, watched.MODELSERVER_INDEX, key):
+            self.resync_one(body)
 
     def run(self) -> None:
         start = time.monotonic() + self.period

@@ -82,6 +82,7 @@ CASES = [
     # (id, arguments with {file} placeholders, kubeconfig file or None, exit codes)
     ("unknown-command", ["bogus"], None, {2}),
     ("run-bad-number", ["run", "--resync-seconds", "soon"], None, {2}),
+    ("run-namespace-pattern", ["run", "-n", "ml", "-n", "team-*"], None, {2}),
     ("run-no-kubeconfig", ["run", "--metrics-port", "0"], None, {1}),
     ("run-random-kubeconfig", ["run", "--metrics-port", "0"], "kubeconfig-random", {1}),
     ("run-broken-yaml-kubeconfig", ["run", "--metrics-port", "0"], "kubeconfig-yaml", {1}),
@@ -139,6 +140,13 @@ def test_a_full_stdout_is_one_line_not_a_traceback() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == "tfops crd: No space left on device"
+
+
+def test_a_namespace_pattern_is_refused_naming_the_flag_and_the_fix() -> None:
+    result = _tfops("run", "--namespace", "Team_A")
+    assert result.returncode == 2
+    assert "--namespace 'Team_A' is not a namespace name" in result.stderr
+    assert "repeat --namespace for each" in result.stderr
 
 
 def test_no_command_prints_the_help_and_exits_2() -> None:
