@@ -18,6 +18,7 @@ Usage: python -m bench.reconcile [--latency-count 50] [--scale-counts 100,300,10
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -361,7 +362,19 @@ def scale(
         "rss_soak_end_mb": last / 2**20,
         "rss_soak_drift_percent": 100 * (last - first) / first,
         "idle_write_requests": len(writes),
+        # What they were, so a non-zero count can be told apart.
+        "idle_writes_by_kind": write_kinds(writes),
     }
+
+
+def write_kinds(writes: list[dict[str, Any]]) -> dict[str, int]:
+    """Audited writes counted by "verb resource[/subresource]"."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for write in writes:
+        ref = write.get("objectRef") or {}
+        what = "/".join(part for part in (ref.get("resource"), ref.get("subresource")) if part)
+        kinds[f"{write.get('verb')} {what}"] += 1
+    return dict(kinds)
 
 
 def local_cluster(count: int) -> LocalCluster:

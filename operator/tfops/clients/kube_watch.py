@@ -162,6 +162,9 @@ class KindWatch:
                 if self.on_change is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
                     self.on_change(kind, obj)
         finally:
+            # Closed, not pooled: a stream left mid-event would corrupt the next
+            # request on its connection (one handshake per watch, every 5 min).
+            raw.close()
             raw.release_conn()
         return resource_version
 

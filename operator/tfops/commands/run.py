@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import importlib
 import logging
 import os
@@ -58,22 +56,6 @@ def watch_api(api: Any, health: ApiHealth, period: float = API_CHECK_SECONDS) ->
         delay = period
 
 
-# glibc's mallopt parameter for the number of malloc arenas.
-M_ARENA_MAX = -8
-
-
-def fewer_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives threads that allocate at once arenas of their own (up to 8 per
-    core), each keeping what its peak touched; the operator runs ~140 threads
-    (resync, model-state checks, applies, kopf's). Two arenas took about 7% off the
-    peak RSS at 300 fleets. Not glibc (musl, macOS): nothing to tune."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        pass
-
-
 def run_operator(
     operator_config: config.OperatorConfig,
     *,
@@ -89,7 +71,6 @@ def run_operator(
 
     from tfops.clients import kube
 
-    fewer_malloc_arenas()
     state = OperatorState(config=operator_config)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     # Fail at once, in one line, when there is no cluster to talk to: the kubelet's
@@ -136,7 +117,7 @@ def register(commands: Any) -> None:
         "--namespace",
         action="append",
         default=[],
-        help="watch only this namespace (repeatable); cluster-wide when omitted",
+        help="watch only this namespace (repeatable; a name, not a pattern); all when omitted",
     )
     run.add_argument(
         "--liveness",
