@@ -27,20 +27,14 @@ class OwnedKind:
         return self.api_version.rpartition("/")[0]
 
     @property
-    def version(self) -> str:
-        return self.api_version.rpartition("/")[2]
-
-    @property
-    def resource(self) -> tuple[str, ...]:
-        """(group, version, plural), or (version, plural) for the core group: as
-        kopf takes a resource."""
-        return (
-            (self.group, self.version, self.plural) if self.group else (self.version, self.plural)
-        )
+    def api_prefix(self) -> str:
+        """Where the API serves this kind: /api/v1 for the core group, else
+        /apis/<group>/<version>."""
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
 
     @property
     def index(self) -> str:
-        """The kopf index (and handler keyword) holding these objects by owner."""
+        """The name of the index (tfops.watched) holding these objects by owner."""
         return f"tfops_{self.plural}"
 
 

@@ -113,8 +113,7 @@ def _reason(error: BaseException) -> str:
 
 def _path(kind: str, namespace: str, name: str | None = None) -> str:
     owned = BY_KIND[kind]
-    prefix = "/api/v1" if owned.api_version == "v1" else f"/apis/{owned.api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{owned.plural}"
+    path = f"{owned.api_prefix}/namespaces/{namespace}/{owned.plural}"
     return f"{path}/{name}" if name else path
 
 

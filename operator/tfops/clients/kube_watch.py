@@ -87,9 +87,8 @@ class KindWatch:
 
     @property
     def path(self) -> str:
-        prefix = "/api/v1" if self.kind.api_version == "v1" else f"/apis/{self.kind.api_version}"
         where = f"/namespaces/{self.namespace}" if self.namespace else ""
-        return f"{prefix}{where}/{self.kind.plural}"
+        return f"{self.kind.api_prefix}{where}/{self.kind.plural}"
 
     def _get(self, query: list[tuple[str, str]], read_timeout: float) -> Any:
         request = self.api.param_serialize(
