@@ -679,7 +679,9 @@ class MemoryGuard:
     )
     restart_before_seconds: int = spec_field(
         "Restart a leaking pod once its projected OOM (its floor plus the largest "
-        "excursion above it meeting the limit) is this close.",
+        "excursion above it meeting the limit) is this close, or closer than 15% of "
+        "the time the leak has been seen (a leak seen growing for a day is restarted "
+        "about 3.6 hours ahead).",
         default=3600,
         minimum=60,
         maximum=86400,

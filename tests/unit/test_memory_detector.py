@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from tfops.memory.detector import DetectorSettings, Sample, judge, mann_kendall_z, theil_sen
@@ -67,22 +68,15 @@ def test_no_healthy_trace_family_triggers_a_restart(seed: int, family: str) -> N
     assert _restart_at(trace.samples) is None, f"{trace.name} (seed {seed}) was restarted"
 
 
-# Two families hold leaks the detector misses now and then, counted in the benchmark
-# (docs/memory-guard.md) rather than here: under a deep sawtooth (teeth dropping more
-# than half of what the floor gains over a window) a leak that OOMs within about an
-# hour looks like memory given back; under heavy bursts a leak whose verdicts stop
-# before they have held half the time left is not acted on (the price of not
-# restarting a long warm-up after first traffic).
-LEAK_FAMILIES = sorted(
-    {t.family for t in leak_traces(random.Random(0), 1)}
-    - {"leak under sawtooth", "leak under bursty load"}
-)
+LEAK_FAMILIES = sorted({t.family for t in leak_traces(random.Random(0), 1)})
 
 
-@settings(max_examples=14, deadline=None, derandomize=True, phases=NO_SHRINK)
+@settings(max_examples=21, deadline=None, derandomize=True, phases=NO_SHRINK)
 @given(seed=st.integers(0, 10**6), family=st.sampled_from(LEAK_FAMILIES))
 def test_leaks_are_restarted_before_their_oom(seed: int, family: str) -> None:
     (trace,) = [t for t in leak_traces(random.Random(seed), 1) if t.family == family]
+    # A burst from below 80% straight to the OOM between two samples: nothing sees it.
+    assume(trace.catchable)
     restart = _restart_at(trace.samples)
     assert restart is not None, f"{trace.name} (seed {seed}) was never restarted"
     assert trace.oom_at is not None and restart < trace.oom_at
@@ -269,3 +263,80 @@ def test_a_pods_history_stays_bounded_and_keeps_each_minutes_floor() -> None:
     assert all(a.seconds < b.seconds for a, b in itertools.pairwise(samples))
     history.add(Sample(24 * 3600 + 15.0, 1.0, 4e9))  # a lower reading is always kept
     assert min(s.working_set for s in history.samples()) == 1.0
+
+
+GIB = 2.0**30
+MIB = 2.0**20
+
+
+def _sawtooth(*, leak_per_minute: float, seconds: float, seed: int) -> list[Sample]:
+    """Long, deep teeth (a cache filling for nearly nine minutes, then emptied): the
+    shape of a leak missed before, its OOM about three hours in."""
+    rng = random.Random(seed)
+    samples = []
+    for t in range(15, int(seconds), 15):
+        level = 3.7 * GIB + 0.9 * GIB * ((t % 520) / 520) + leak_per_minute * t / 60
+        level *= 1 + rng.gauss(0, 0.005)
+        if level >= 8 * GIB:
+            samples.append(Sample(float(t), 8 * GIB, 8 * GIB))
+            break
+        samples.append(Sample(float(t), level, 8 * GIB))
+    return samples
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_leak_under_long_deep_sawtooth_teeth_is_caught_and_the_teeth_alone_are_not(
+    seed: int,
+) -> None:
+    """Teeth longer than a bucket of the fine envelope put their rising edges into it
+    and it sees memory given back; the coarse envelope (a trough per bucket) sees the
+    leak raising the troughs."""
+    leaking = _sawtooth(leak_per_minute=20 * MIB, seconds=12 * 3600, seed=seed)
+    oom = leaking[-1].seconds
+    assert leaking[-1].working_set == leaking[-1].limit and oom < 12 * 3600
+    restart = _restart_at(leaking)
+    assert restart is not None and restart < oom, (restart, oom)
+    steps = list(replay(leaking))
+    assert any(", 5 buckets" in step.verdict.reason for step in steps if step.verdict.leaking)
+    assert _restart_at(_sawtooth(leak_per_minute=0.0, seconds=12 * 3600, seed=seed)) is None
+
+
+@pytest.mark.parametrize(("tau", "base"), [(300.0, 0.45), (580.0, 0.425), (900.0, 0.3)])
+def test_a_warm_up_seen_from_before_its_onset_is_not_a_leak(tau: float, base: float) -> None:
+    """Flat, then first traffic fills caches toward a plateau 30% of the limit
+    higher: a window that starts before the onset sees a slow first third, a steep
+    middle and a slower last third, which is a ramp slowing down, not a leak (the
+    first case was restarted when the last third was held against the first only)."""
+    rng = random.Random(int(tau))
+    samples = []
+    for t in range(15, 8 * 3600, 15):
+        level = base * 8 * GIB
+        if t > 3556:
+            level += 0.3 * 8 * GIB * (1 - math.exp(-(t - 3556) / tau))
+        samples.append(Sample(float(t), level * (1 + rng.gauss(0, 0.01)), 8 * GIB))
+    assert _restart_at(samples) is None
+
+
+def _leak_then_load(*, leak_per_minute: float) -> list[Sample]:
+    """A pod growing steadily, then a 6 GiB version restored over ten minutes from
+    the two-hour mark: with the leak, the load carries it over its 16 GiB limit."""
+    samples = []
+    for t in range(15, 4 * 3600, 15):
+        loading = 7200 <= t < 7800
+        level = 3 * GIB + leak_per_minute * t / 60
+        level += 6 * GIB * min(1.0, max(0.0, (t - 7200) / 600))
+        if level >= 16 * GIB:
+            samples.append(Sample(float(t), 16 * GIB, 16 * GIB, loading))
+            break
+        samples.append(Sample(float(t), level, 16 * GIB, loading))
+    return samples
+
+
+def test_a_leaking_pod_whose_load_would_carry_it_over_its_limit_is_restarted_during_it() -> None:
+    leaking = _leak_then_load(leak_per_minute=60 * MIB)
+    oom = leaking[-1].seconds
+    assert leaking[-1].loading and oom < 7800  # the OOM lands inside the load
+    restart = _restart_at(leaking)
+    assert restart is not None and 7200 <= restart < oom, (restart, oom)
+    # The same load on a pod that is not leaking is left alone.
+    assert _restart_at(_leak_then_load(leak_per_minute=0.0)) is None

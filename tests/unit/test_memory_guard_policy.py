@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tfops.memory.policy import restart_decision
+from tfops.memory.detector import Verdict
+from tfops.memory.policy import LeakTracker, PolicySettings, restart_decision
 from tfops.model import MemoryGuard
 
 NOW = 100_000.0
@@ -105,3 +106,52 @@ def test_a_config_restart_is_opted_in_apart_from_the_leak_mode_but_shares_the_ca
     # The fleet's hourly budget and back-off count both kinds of restart.
     action, reason = _decide(alert, leak=False, restarts=[NOW - 60])
     assert action is None and "backing off" in reason
+
+
+def _leak_verdict(seconds: float, seconds_to_limit: float) -> Verdict:
+    return Verdict(seconds, True, 1.0, seconds_to_limit, 0.9, "7200s window")
+
+
+def test_a_leak_seen_for_a_day_is_restarted_hours_before_its_projected_oom() -> None:
+    """An hour ahead is too late for a slow drift at 90% of its limit, where one
+    burst can land the OOM; the longer a leak has been seen, the earlier."""
+    tracker = LeakTracker(PolicySettings())
+    for minute in range(0, 10 * 60):  # ten hours of verdicts, OOM 2.5 h ahead
+        assert not tracker.observe(_leak_verdict(minute * 60.0, 9000.0))
+    for minute in range(10 * 60, 17 * 60):
+        if tracker.observe(_leak_verdict(minute * 60.0, 9000.0)):
+            break
+    # 15% of the leak's age reaches 9000 s at 60,000 s (16 h 40 min); the OOM is
+    # then projected that near for the 90 s sustain period.
+    assert minute * 60.0 == 60_120.0
+
+
+def test_one_verdict_of_a_near_oom_in_a_rise_held_for_hours_restarts_nothing() -> None:
+    """A daily swing's rising half holds leak verdicts for hours with its OOM far
+    away; one short window's noisy verdict of an OOM 20 minutes off is not a leak
+    about to land. Near verdicts for the sustain period are."""
+    tracker = LeakTracker(PolicySettings())
+    for minute in range(0, 5 * 60):
+        assert not tracker.observe(_leak_verdict(minute * 60.0, 25_000.0))
+    assert not tracker.observe(_leak_verdict(300 * 60.0, 1200.0))
+    assert not tracker.observe(_leak_verdict(301 * 60.0, 25_000.0))
+    assert not tracker.observe(_leak_verdict(302 * 60.0, 1200.0))
+    assert not tracker.observe(_leak_verdict(303 * 60.0, 1150.0))
+    assert tracker.observe(_leak_verdict(304 * 60.0, 1100.0))
+
+
+def test_a_lull_in_a_long_leak_is_not_a_new_start() -> None:
+    tracker = LeakTracker(PolicySettings())
+    for minute in range(0, 10 * 60):
+        tracker.observe(_leak_verdict(minute * 60.0, 90_000.0))
+    # 50 minutes without a leak verdict after ten hours of them: under 10% of its age.
+    for minute in range(10 * 60, 10 * 60 + 50):
+        tracker.observe(Verdict(minute * 60.0, False, 0.0, None, 0.9, "150s floor not rising"))
+    assert tracker.leaking_since == 0.0
+    # Seen for minutes only, a 15-minute lull starts the count again.
+    short = LeakTracker(PolicySettings())
+    for minute in range(5):
+        short.observe(_leak_verdict(minute * 60.0, 90_000.0))
+    for minute in range(5, 21):
+        short.observe(Verdict(minute * 60.0, False, 0.0, None, 0.9, "150s floor not rising"))
+    assert short.leaking_since is None

@@ -58,7 +58,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--restart-before-seconds",
         type=float,
         default=policy.restart_before_seconds,
-        help="restart when the OOM is projected this close (default %(default)s)",
+        help="restart when the OOM is projected this close, or within 15%% of the time "
+        "the leak has been seen (default %(default)s)",
     )
 
 

@@ -10,7 +10,10 @@ So, for each of a few window lengths:
    minimum. Sawtooth peaks, load bursts and one-off spikes sit above the floor;
    a leak raises the floor itself. The buckets follow the sampling interval
    (inferred from the samples): at most 15, at least one sample each, and a
-   window shorter than five samples is not examined.
+   window shorter than five samples is not examined. Sawtooth teeth longer than
+   a bucket lift the envelope along their rising edges; a window whose envelope
+   sees memory given back is judged again on five buckets, each wide enough to
+   hold a trough (teeth up to 10 minutes).
 2. Theil-Sen slope of the envelope (median of pairwise slopes): robust to the
    odd outlying bucket, unlike least squares (Prometheus' predict_linear).
 3. Mann-Kendall test on the envelope: the rise must be a significant monotonic
@@ -63,19 +66,29 @@ class Sample:
 @dataclass(frozen=True)
 class DetectorSettings:
     # Window lengths examined, shortest first; each needs to be filled with data.
-    windows_seconds: tuple[float, ...] = (150.0, 300.0, 900.0, 2700.0, 7200.0, 21600.0)
+    windows_seconds: tuple[float, ...] = (150.0, 300.0, 900.0, 1800.0, 2700.0, 7200.0, 21600.0)
     # A window only speaks for leaks that would reach the limit within this many
     # window lengths: a few minutes of rise are evidence of an imminent OOM, not
     # of a slow leak (a sawtooth tooth rises for minutes too).
     urgency: float = 6.0
     # Samples this soon after the pod started are the model load and warm-up.
     warmup_seconds: float = 300.0
+    # A window speaks once this many window lengths of history lie before it, past
+    # the warm-up: a slow warm-up still rising just after the grace looks like a
+    # leak within one window (half a window: a 30-minute window speaks from 45
+    # minutes past the warm-up on, soon enough for a leak under heavy bursts that
+    # reaches the limit within the hour).
+    history_before_window: float = 0.5
     # At most this many buckets per window, never more than its samples, and a
     # window with fewer than min_points samples is not examined.
     buckets: int = 15
     min_points: int = 5
     # One-sided Mann-Kendall at p < 0.01.
     significance: float = 0.01
+    # Sawtooth teeth up to this long (caches, allocator arenas) are looked through
+    # by a coarser envelope, one trough per bucket, when a window's fine one sees
+    # memory given back.
+    tooth_max_seconds: float = 600.0
     # Each third of a window must rise at least this fraction of the window's slope,
     # and the last third at least this fraction of the first (a ramp decelerates).
     consistency: float = 0.3
@@ -93,6 +106,9 @@ class DetectorSettings:
     # After a load ends, its level is read from the lowest sample this long (and
     # at least two samples) before the filter lets samples through again.
     settle_seconds: float = 60.0
+    # A leak verdict this recent still counts once a load begins (see LoadingFilter);
+    # as long as the restart policy remembers one (PolicySettings.forget_seconds).
+    leak_memory_seconds: float = 600.0
     # A window's finding of no leak stands for this share of the window, at most
     # rejudge_max_seconds: a 15-minute window is judged every 30 s, a 6-hour one
     # every 5 minutes, the shortest at every sample. Judging each window at every
@@ -219,8 +235,22 @@ class LoadingFilter:
     last_seconds: float = float("-inf")
     # The slope of a leak found before a load began (0: none): a leaking pod that
     # loads a new version can reach its limit during the load, so the leak is still
-    # projected, from the working set as measured.
+    # projected, from the working set as measured. A leak verdict counts for
+    # DetectorSettings.leak_memory_seconds: a leak under bursts or sawtooth shows
+    # in some verdicts only, and the one before the load need not be one of them.
     leak_slope: float = 0.0
+    leak_seen_at: float = float("-inf")
+    # (seconds, working set) of the load's first sample: how fast the load itself
+    # grows, which brings a leaking pod's OOM nearer than its leak alone.
+    load_began: tuple[float, float] | None = None
+
+    def growth_during_load(self, sample: Sample) -> float:
+        """Bytes per second the working set has grown since the load began (0 before
+        a second load sample)."""
+        if self.load_began is None or sample.seconds <= self.load_began[0]:
+            return 0.0
+        began, level = self.load_began
+        return max(0.0, (sample.working_set - level) / (sample.seconds - began))
 
     def admit(self, sample: Sample) -> Sample | None:
         """The sample as the detector should see it; None while a load is under way
@@ -228,6 +258,7 @@ class LoadingFilter:
         if sample.loading:
             if self.before is None:
                 self.before = min((s.working_set for s in self.recent), default=sample.working_set)
+                self.load_began = (sample.seconds, sample.working_set)
             self.after = self.ended_at = None
             self.settled_samples = 0
             return None
@@ -244,7 +275,7 @@ class LoadingFilter:
             ):
                 return None
             self.offset += self.after - self.before
-            self.before = self.after = self.ended_at = None
+            self.before = self.after = self.ended_at = self.load_began = None
             if self.recent:
                 last = self.recent[-1].seconds
                 step = last - self.recent[-2].seconds if len(self.recent) > 1 else 0.0
@@ -375,20 +406,28 @@ def lower_envelope(
     return xs, ys
 
 
+SAWTOOTH = "memory was given back (sawtooth)"
+
+
 def _window_verdict(
-    samples: Sequence[Sample], window: float, interval: float, settings: DetectorSettings
+    samples: Sequence[Sample],
+    window: float,
+    interval: float,
+    settings: DetectorSettings,
+    buckets: int | None = None,
 ) -> tuple[bool, float, str, float]:
+    """(leaking, slope, reason, pace) of one window, its envelope in `buckets`
+    buckets (by default as many as the sampling interval allows, at most
+    DetectorSettings.buckets)."""
     now = samples[-1].seconds
     start = now - window
-    # The window and one more before it must lie past the warm-up: a slow warm-up
-    # still rising just after the grace looks like a leak within one window.
-    if start - window < settings.warmup_seconds or (
+    if start - settings.history_before_window * window < settings.warmup_seconds or (
         samples[0].seconds > start + window / settings.buckets
     ):
         return False, 0.0, f"{window:.0f}s window not filled yet", 0.0
-    buckets = window_buckets(window, interval, settings)
-    if buckets < settings.min_points:
+    if window_buckets(window, interval, settings) < settings.min_points:
         return False, 0.0, f"{window:.0f}s window shorter than {settings.min_points} samples", 0.0
+    buckets = buckets or window_buckets(window, interval, settings)
     xs, ys = lower_envelope(samples, start, now, buckets)
     if len(ys) < max(settings.min_points, buckets * 2 // 3):
         return False, 0.0, f"{window:.0f}s window too sparse", 0.0
@@ -410,13 +449,13 @@ def _window_verdict(
     ]
     if min(slopes) < settings.consistency * slope:
         return False, 0.0, f"{window:.0f}s rise not sustained (a step)", 0.0
-    if slopes[2] < settings.deceleration * slopes[0]:
+    if slopes[2] < settings.deceleration * max(slopes[0], slopes[1]):
         return False, 0.0, f"{window:.0f}s rise slowing down (a ramp)", 0.0
     if (
         _largest_release(samples, window, buckets, settings)
         > settings.release_tolerance * slope * window
     ):
-        return False, 0.0, f"{window:.0f}s memory was given back (sawtooth)", 0.0
+        return False, 0.0, f"{window:.0f}s {SAWTOOTH}", 0.0
     # The pace now: the last third's, when the rise is slowing (a daily swing nearing
     # its top), never below the slowing the check above allows.
     pace = min(slope, max(slopes[2], settings.deceleration * slope))
@@ -461,7 +500,25 @@ def judge(
         if known is not None and last.seconds - known[0] < settings.rejudge_after(window):
             reasons.append(known[1])
             continue
+        buckets = window_buckets(window, interval, settings)
         leaking, slope, reason, pace = _window_verdict(samples, window, interval, settings)
+        if (
+            not leaking
+            and reason.endswith(SAWTOOTH)
+            and window / buckets >= 2 * interval
+            and settings.min_points < buckets
+            and window / settings.min_points <= settings.tooth_max_seconds
+        ):
+            # Sawtooth teeth longer than a bucket put their rising edges into the
+            # envelope; the fewest buckets the tests allow are each wide enough to
+            # hold a trough, whose floor a leak still raises. Only when the fine
+            # buckets hold two samples or more: with one each, the "envelope" is the
+            # samples themselves and a burst passing looks like memory given back.
+            coarse = _window_verdict(samples, window, interval, settings, settings.min_points)
+            if coarse[0]:
+                buckets = settings.min_points
+                leaking, slope, pace = coarse[0], coarse[1], coarse[3]
+                reason = f"{window:.0f}s window, {buckets} buckets"
         if recent is not None:
             if leaking:
                 recent.pop(window, None)
@@ -472,7 +529,6 @@ def judge(
             # the window's samples reached (sawtooth teeth, bursts): the kernel kills
             # at a peak, so the OOM comes when floor plus excursion meets the limit.
             start = last.seconds - window
-            buckets = window_buckets(window, interval, settings)
             xs, ys = lower_envelope(samples, start, last.seconds, buckets)
             floor_now = ys[-1] + slope * (last.seconds - xs[-1])
             highs = samples if peaks is None else peaks
@@ -503,21 +559,28 @@ def observe(
     admitted = loading.admit(sample)
     if admitted is None:
         if loading.leak_slope > 0:
+            # The leak goes on under the load, and the load grows too: whichever is
+            # faster brings the OOM.
+            pace = max(loading.leak_slope, loading.growth_during_load(sample))
             remaining = max(0.0, sample.limit - sample.working_set)
             return Verdict(
                 sample.seconds,
                 True,
                 loading.leak_slope,
-                remaining / loading.leak_slope,
+                remaining / pace,
                 usage,
-                "leaking before this model load; projected from the working set now",
+                "leaking before this model load; projected from the working set now "
+                "and the faster of the leak and the load",
             )
         return Verdict(
             sample.seconds, False, 0.0, None, usage, "a model is loading: growth is not evidence"
         )
     history.add(admitted)
     verdict = judge(history.samples(), settings, history.peaks(), history.recent)
-    loading.leak_slope = verdict.slope if verdict.leaking else 0.0
+    if verdict.leaking:
+        loading.leak_slope, loading.leak_seen_at = verdict.slope, sample.seconds
+    elif sample.seconds - loading.leak_seen_at > settings.leak_memory_seconds:
+        loading.leak_slope = 0.0
     if not loading.offset and not loading.skipped:
         return verdict
     return dataclasses.replace(verdict, seconds=sample.seconds, usage_fraction=usage)

@@ -27,34 +27,48 @@ class PolicySettings:
     time_left_share: float = 0.5
     # ...unless the projected OOM is this near: waiting could let it land.
     act_at_once_seconds: float = 180.0
-    # A leak verdict is forgotten after this long without another: a leak under
-    # sawtooth or bursty load shows in some verdicts, not in every one.
+    # A leak verdict is forgotten after this long without another, or this share
+    # of the time the leak had held when longer: a leak under sawtooth or bursty
+    # load shows in some verdicts, not in every one, and a lull of minutes in a
+    # leak seen for a day is no sign that it stopped.
     forget_seconds: float = 600.0
-    # Restart once the projected OOM is this close; never on usage alone (a tightly
-    # sized pod swinging daily to 87% is not near an OOM).
+    forget_share_of_leak: float = 0.1
+    # Restart once the projected OOM is this close, or closer than this share of
+    # the time the leak has been seen (a leak seen growing for a day is restarted
+    # about 3.6 hours ahead: a burst on top of it cannot be foreseen an hour
+    # ahead); never on usage alone (a tightly sized pod swinging daily to 87% is
+    # not near an OOM, and its rising half lasts at most half a day).
     restart_before_seconds: float = 3600.0
+    restart_before_share_of_leak: float = 0.15
 
 
 @dataclass
 class LeakTracker:
     """Per pod: since when the verdicts have said "leaking". A leak under sawtooth
-    or bursty load can miss verdicts; only a pause longer than forget_seconds starts
-    the count again."""
+    or bursty load can miss verdicts; only a pause longer than forget_seconds (or
+    its share of the leak's age) starts the count again."""
 
     settings: PolicySettings = field(default_factory=PolicySettings)
     leaking_since: float | None = None
     last_leaking: float | None = None
+    # Since when the leak verdicts have projected the OOM near (None: the last did
+    # not): one window's noisy verdict of a near OOM, in a slow rise held for hours
+    # (a daily swing), must not restart a pod at once.
+    near_since: float | None = None
 
     def observe(self, verdict: Verdict) -> bool:
-        """Record a verdict; True when the pod should be restarted now: its leak has
-        held for the sustain period (or its OOM is too near to wait) and the
-        projected OOM is near (see PolicySettings)."""
+        """Record a verdict; True when the pod should be restarted now: the projected
+        OOM is near (see PolicySettings) and has been for the sustain period, and
+        the leak has held for the sustain period or half the time left, unless the
+        OOM is too near to wait."""
         if not verdict.leaking:
-            if (
-                self.last_leaking is not None
-                and verdict.seconds - self.last_leaking > self.settings.forget_seconds
-            ):
-                self.leaking_since = self.last_leaking = None
+            if self.last_leaking is not None and self.leaking_since is not None:
+                held = self.last_leaking - self.leaking_since
+                lull = verdict.seconds - self.last_leaking
+                if lull > max(
+                    self.settings.forget_seconds, self.settings.forget_share_of_leak * held
+                ):
+                    self.leaking_since = self.last_leaking = self.near_since = None
             return False
         if self.leaking_since is None:
             self.leaking_since = verdict.seconds
@@ -66,10 +80,19 @@ class LeakTracker:
         # that is longer (a warm-up after first traffic climbs like a leak for
         # minutes, then slows: while the OOM is far, there is time to be sure).
         held = verdict.seconds - self.leaking_since
-        needed = max(self.settings.sustain_seconds, self.settings.time_left_share * eta)
-        if held < needed and eta > self.settings.act_at_once_seconds:
+        near = eta <= max(
+            self.settings.restart_before_seconds,
+            self.settings.restart_before_share_of_leak * held,
+        )
+        if not near:
+            self.near_since = None
             return False
-        return eta <= self.settings.restart_before_seconds
+        if self.near_since is None:
+            self.near_since = verdict.seconds
+        if eta <= self.settings.act_at_once_seconds:
+            return True
+        needed = max(self.settings.sustain_seconds, self.settings.time_left_share * eta)
+        return held >= needed and verdict.seconds - self.near_since >= self.settings.sustain_seconds
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,15 @@ class Trace:
     # when the working set reached the limit (the OOM kill); None for healthy traces
     oom_at: float | None
 
+    @property
+    def catchable(self) -> bool:
+        """False for a leak whose OOM came between two samples from below 80% of
+        the limit: no detector sees it coming."""
+        if not self.leak or len(self.samples) < 2:
+            return True
+        before = self.samples[-2]
+        return before.working_set >= 0.8 * before.limit
+
 
 def _noise(rng: random.Random, value: float, sigma: float, burst_p: float, burst: float) -> float:
     value *= 1 + rng.gauss(0, sigma)
