@@ -103,18 +103,9 @@ DETECTORS: dict[str, Detector] = {
 }
 
 
-def uncatchable(trace: Trace) -> bool:
-    """The OOM came between two samples from below 80% of the limit."""
-    return (
-        trace.leak
-        and len(trace.samples) >= 2
-        and trace.samples[-2].working_set < 0.8 * trace.samples[-2].limit
-    )
-
-
 def evaluate(name: str, detector: Detector, traces: list[Trace]) -> dict[str, Any]:
-    skipped = [t.name for t in traces if uncatchable(t)]
-    traces = [t for t in traces if not uncatchable(t)]
+    skipped = [t.name for t in traces if not t.catchable]
+    traces = [t for t in traces if t.catchable]
     leaks = [t for t in traces if t.leak]
     healthy = [t for t in traces if not t.leak]
     caught, before_90, leads, missed, false_restarts = 0, 0, [], [], []
