@@ -505,8 +505,8 @@ def judge(
         if (
             not leaking
             and reason.endswith(SAWTOOTH)
-            and window / buckets >= 2 * interval
             and settings.min_points < buckets
+            and window / buckets >= 2 * interval
             and window / settings.min_points <= settings.tooth_max_seconds
         ):
             # Sawtooth teeth longer than a bucket put their rising edges into the
