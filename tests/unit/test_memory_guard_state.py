@@ -179,7 +179,7 @@ class _SlowPast:
         self.past = past
         self.answer = threading.Event()
 
-    def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]:
+    def readings(self, namespace: str) -> dict[str, Reading]:
         return {}
 
     def history(

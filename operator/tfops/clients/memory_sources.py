@@ -43,7 +43,10 @@ class Source(Protocol):
     # Whether history() can answer (a new watch is then filled from the past).
     has_history: bool
 
-    def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]: ...
+    def readings(self, namespace: str) -> dict[str, Reading]:
+        """The latest working set of every serving pod in the namespace, by pod name
+        (pods of other workloads may be among them: callers pick theirs by name)."""
+        ...
 
     def history(
         self, namespace: str, pod: str, start: float, end: float, step: float
@@ -58,9 +61,9 @@ class MetricsServerSource:
     def __init__(self, api: Any) -> None:
         self.api = api
 
-    def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]:
+    def readings(self, namespace: str) -> dict[str, Reading]:
         found = {}
-        for item in kube.list_pod_metrics(self.api, namespace, f"{OWNER_LABEL}={modelserver}"):
+        for item in kube.list_pod_metrics(self.api, namespace, OWNER_LABEL):
             for container in item.get("containers") or []:
                 if container.get("name") == CONTAINER_NAME:
                     stamp = item["timestamp"]
@@ -108,11 +111,8 @@ class PrometheusSource:
             raise SourceError(f"Prometheus query failed: {body.get('error', body)}")
         return list(body["data"]["result"])
 
-    def readings(self, namespace: str, modelserver: str) -> dict[str, Reading]:
-        # Pods of the fleet are named <modelserver>-<hash>-<suffix>.
-        selector = prometheus_selector(
-            namespace, "~" + json.dumps(f"{modelserver}-[a-z0-9]+-[a-z0-9]+")
-        )
+    def readings(self, namespace: str) -> dict[str, Reading]:
+        selector = prometheus_selector(namespace, '~".+"')
         values = self._query("/api/v1/query", {"query": f"max by (pod) ({METRIC}{selector})"})
         # An instant query answers at its own time: ask when each sample was scraped,
         # so one scrape counts once however often we ask.
