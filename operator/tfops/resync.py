@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -27,8 +28,10 @@ from tfops.state import OperatorState
 # Fleets re-observed at once. Most of a resync is waiting (API reads, pods' REST
 # answers, time-outs of dead pods), so more workers than cores pays.
 RESYNC_WORKERS = 32
-# Fleets re-observed at once because the watches saw something change.
-EVENT_WORKERS = 8
+# Fleets reconciled at once because a watch saw something change (a ModelServer
+# created or changed, a Deployment's rollout, a pod awaiting its gate): a creation
+# burst of a thousand fleets goes through these.
+EVENT_WORKERS = 16
 
 
 def next_start(previous_start: float, period: float, now: float) -> tuple[float, float]:
@@ -55,6 +58,8 @@ class Resyncer:
         # change, and one more pass after the current one sees them all.
         self.busy: set[watched.Key] = set()
         self.again: dict[watched.Key, str] = {}
+        # When each fleet's last pass on a watch's request started (monotonic).
+        self.passed: dict[watched.Key, float] = {}
         self.busy_lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="resync", daemon=True)
         self.logger = logging.getLogger("tfops.resync")
@@ -90,6 +95,9 @@ class Resyncer:
 
     def _passes(self, key: watched.Key, trigger: str | None) -> None:
         while trigger is not None:
+            if trigger != "resync":
+                with self.busy_lock:
+                    self.passed[key] = time.monotonic()
             bodies = watched.lookup(self.indexes, watched.MODELSERVER_INDEX, key)
             if bodies:
                 self.resync_one(bodies[0], trigger)
@@ -101,14 +109,30 @@ class Resyncer:
     def cycle(self) -> None:
         started = time.monotonic()
         keys = watched.owners(self.indexes, watched.MODELSERVER_INDEX)
+        with self.busy_lock:  # fleets deleted since: forgotten
+            self.passed = {key: self.passed[key] for key in keys if key in self.passed}
         # Each worker reads its fleet's body when it starts: not every body at once.
         list(self.pool.map(self._resync_key, keys))
         metrics.RESYNC_CYCLE_SECONDS.observe(time.monotonic() - started)
         metrics.RESYNC_FLEETS.set(len(keys))
 
     def _resync_key(self, key: watched.Key) -> None:
-        for body in watched.lookup(self.indexes, watched.MODELSERVER_INDEX, key):
-            self.resync_one(body)
+        """One fleet's pass in the cycle, unless one is running or queued already
+        (it re-observes the fleet as well; two would only wait on the fleet's lock)
+        or has just been."""
+        with self.busy_lock:
+            if key in self.busy or self.recently_passed(key, time.monotonic()):
+                return
+            self.busy.add(key)
+        self._passes(key, "resync")
+
+    def recently_passed(self, key: watched.Key, now: float) -> bool:
+        """Whether a pass a watch asked for started within the last half period:
+        while fleets are created or roll, their own events re-observe them, and a
+        resync pass on top only doubled the asks and reads. A fleet is skipped only
+        after such a pass, so none goes unobserved for more than about one and a
+        half periods; an idle fleet is re-observed every cycle."""
+        return now - self.passed.get(key, -math.inf) < self.period / 2
 
     def run(self) -> None:
         start = time.monotonic() + self.period

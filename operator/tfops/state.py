@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,9 @@ class OperatorState:
     watched: dict[str, OwnedIndex] = field(
         default_factory=lambda: {owned.index: OwnedIndex() for owned in WATCHED_KINDS}
     )
+    # Queues a ModelServer for a pass soon (the resync's request), once the loops
+    # run; a list so kopf's per-object copies of this memo share it.
+    reconcile_soon: list[Callable[[Key, str], None]] = field(default_factory=list)
     # Background loops to stop at shutdown (the resync, the memory guard).
     loops: list[Any] = field(default_factory=list)
 

@@ -131,6 +131,22 @@ def change_trigger(kind: str, body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def modelserver_trigger(event_type: str | None, body: Mapping[str, Any]) -> str | None:
+    """Why a ModelServer's watch event should have it reconciled now, or None:
+    listed when the watch (re)started ("resume"), or a spec generation not yet
+    observed in status ("create" for a new object, "update" for a changed spec).
+    Our own status writes, and edits of metadata, wait for the resync."""
+    if event_type is None:
+        return "resume"
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    if event_type == "DELETED" or meta.get("deletionTimestamp"):
+        return None
+    observed = status.get("observedGeneration")
+    if observed is not None and observed == meta.get("generation"):
+        return None
+    return "create" if observed is None else "update"
+
+
 def owned_pods(indexes: Indexes, namespace: str, name: str) -> list[dict[str, Any]]:
     return lookup(indexes, PODS.index, (namespace, name))
 

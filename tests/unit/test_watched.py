@@ -17,6 +17,7 @@ from tfops.watched import (
     Stored,
     change_trigger,
     lookup,
+    modelserver_trigger,
     owned_pods,
 )
 
@@ -108,6 +109,41 @@ def test_deployment_changes_and_pods_awaiting_their_gate_trigger_a_pass() -> Non
     assert change_trigger("Pod", awaiting) == "pod"
 
 
+def test_a_modelserver_is_queued_when_its_spec_is_unobserved_or_it_is_listed() -> None:
+    def body(generation: int, observed: int | None = None, **meta: Any) -> dict[str, Any]:
+        status = {} if observed is None else {"status": {"observedGeneration": observed}}
+        return {"metadata": {"name": "search", "generation": generation, **meta}, **status}
+
+    assert modelserver_trigger("ADDED", body(1)) == "create"
+    assert modelserver_trigger("MODIFIED", body(2, observed=1)) == "update"
+    # Listed when kopf's watch (re)started: re-observed whatever its status says.
+    assert modelserver_trigger(None, body(3, observed=3)) == "resume"
+    # Our own status write, a label edit: the resync re-observes it, no extra pass.
+    assert modelserver_trigger("MODIFIED", body(2, observed=2)) is None
+    assert modelserver_trigger("DELETED", body(2, observed=1)) is None
+    deleting = body(2, observed=1, deletionTimestamp="2026-12-06T00:00:00Z")
+    assert modelserver_trigger("MODIFIED", deleting) is None
+
+
+def test_a_resync_skips_a_fleet_whose_pass_is_running_or_queued() -> None:
+    body = {"metadata": {"name": "search", "namespace": "ml", "uid": "u"}, "spec": {}}
+    indexes = {MODELSERVER_INDEX: {("ml", "search"): [Stored(body)]}}
+    resyncer = _CountingResyncer(OperatorState(config=OperatorConfig()), indexes)
+    try:
+        resyncer.request(("ml", "search"), "create")
+        assert resyncer.running.wait(10)
+        resyncer._resync_key(("ml", "search"))  # in the cycle, while the create runs
+        resyncer.release.set()
+        resyncer.on_change.shutdown(wait=True)
+        assert resyncer.passes == [("search", "create")]
+        resyncer.passed.clear()  # (the create's pass would skip it for half a period)
+        resyncer._resync_key(("ml", "search"))  # idle now: re-observed
+        assert resyncer.passes == [("search", "create"), ("search", "resync")]
+        assert resyncer.busy == set()
+    finally:
+        resyncer.stop()
+
+
 def test_a_stream_is_cut_into_lines_wherever_its_chunks_end() -> None:
     events = [b'{"type":"ADDED"}', b'{"type":"MODIFIED","object":{"a":1}}', b'{"type":"x"}']
     stream = b"\n".join(events) + b"\n"
@@ -147,5 +183,25 @@ def test_events_during_a_fleets_pass_fold_into_one_more_pass() -> None:
         resyncer.on_change.shutdown(wait=True)
         assert resyncer.passes == [("search", "deployment"), ("search", "pod")]
         assert resyncer.busy == set() and resyncer.again == {}
+    finally:
+        resyncer.stop()
+
+
+def test_a_resync_skips_a_fleet_its_own_events_just_re_observed() -> None:
+    body = {"metadata": {"name": "search", "namespace": "ml", "uid": "u"}, "spec": {}}
+    indexes = {MODELSERVER_INDEX: {("ml", "search"): [Stored(body)]}}
+    resyncer = _CountingResyncer(OperatorState(config=OperatorConfig(resync_seconds=10)), indexes)
+    resyncer.release.set()
+    try:
+        resyncer.cycle()
+        resyncer.cycle()  # resync passes alone never make the next cycle skip it
+        assert resyncer.passes == [("search", "resync"), ("search", "resync")]
+        resyncer.request(("ml", "search"), "deployment")
+        resyncer.on_change.shutdown(wait=True)
+        resyncer.cycle()  # within half a period of the Deployment's pass: skipped
+        assert resyncer.passes[-1] == ("search", "deployment")
+        resyncer.passed[("ml", "search")] -= 6  # that pass began 6 s ago
+        resyncer.cycle()
+        assert resyncer.passes[-1] == ("search", "resync") and len(resyncer.passes) == 4
     finally:
         resyncer.stop()

@@ -1,5 +1,5 @@
-"""kopf's registrations for ModelServers: their index, the create/update/resume
-handler, and the start and stop of the loops (the watches of what ModelServers
+"""kopf's registrations for ModelServers: their index, the event handler that
+queues them for reconciling, and the start and stop of the loops (the watches of what ModelServers
 own, the resync, the memory guard). The logic is in tfops.reconcile; this module
 only wires it to kopf, which watches ModelServers and nothing else."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import kopf
 
-from tfops import guard_loop, reconcile, watched
-from tfops.clients import kube, kube_watch
+from tfops import guard_loop, watched
+from tfops.clients import kube_watch
 from tfops.model import GROUP, PLURAL, VERSION
 from tfops.owned import OwnedKind
 from tfops.resync import Resyncer
@@ -27,18 +27,17 @@ def _indexes(memo: OperatorState, kopf_kwargs: dict[str, Any]) -> watched.Indexe
     return collections.ChainMap(memo.watched, kopf_kwargs)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def on_modelserver_change(
-    body: kopf.Body, logger: Any, reason: str, memo: OperatorState, **kwargs: Any
-) -> None:
-    # Status goes through the API, under the fleet's lock, not on kopf's patch
-    # after the handler returns: that patch could land after a later reconcile's
-    # write and put back fields from this one (Ready from one write, modelsSummary
-    # from another).
-    sink = kube.ApiSink(memo.api(), body)
-    reconcile.reconcile(memo, body, sink, logger, indexes=_indexes(memo, kwargs), trigger=reason)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def on_modelserver_event(type: str | None, body: kopf.Body, memo: OperatorState, **_: Any) -> None:
+    """Queue a ModelServer whose spec is not observed yet (created, changed, or
+    listed at start-up) for a pass on the resync's workers. Not a kopf create or
+    update handler: those write kopf's own state into every object (one more write
+    per change) and run each reconcile on kopf's workers, where a fleet the resync
+    was reconciling held one blocked for the fleet's lock."""
+    meta = body.get("metadata") or {}
+    trigger = watched.modelserver_trigger(type, body)
+    if trigger and memo.reconcile_soon:
+        memo.reconcile_soon[0]((meta.get("namespace", ""), meta.get("name", "")), trigger)
 
 
 @kopf.on.startup()
@@ -63,6 +62,7 @@ def start_loops(memo: OperatorState, **kwargs: Any) -> None:
         kube_watch.start_watches(memo.api(), memo.watched, memo.config.namespaces, on_change)
     )
     resyncer.start()
+    memo.reconcile_soon.append(resyncer.request)
     memo.loops.extend([resyncer, guard_loop.start(memo, indexes)])
 
 

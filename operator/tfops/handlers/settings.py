@@ -15,14 +15,6 @@ from tfops.state import OperatorState
 def configure(settings: kopf.OperatorSettings, logger: Any, memo: OperatorState, **_: Any) -> None:
     """Set every kopf setting we rely on explicitly, under our own names."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # Both in status (status.tfops), next to ours: one subresource, and no
-    # annotation write on the object itself for every create and update.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(name="tfops")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="tfops")
-    # After its own patch (status.tfops), kopf waits for the watch to show it before
-    # handling the object again; with the default 5 s, a watch lagging under load
-    # (hundreds of fleets created at once) made kopf run the creation again.
-    settings.persistence.consistency_timeout = 60
     # Watches have silently stopped for kopf users (kopf#585, #955): reconnect
     # on the server's side well before any proxy idles the stream out.
     settings.watching.server_timeout = 300
@@ -33,8 +25,9 @@ def configure(settings: kopf.OperatorSettings, logger: Any, memo: OperatorState,
     # tfops posts its own Events (one per action, with the fix in the message);
     # kopf turns only handler errors from the log into Events.
     settings.posting.level = logging.ERROR
-    # Handlers are synchronous (the official client is): they run in this pool.
-    settings.execution.max_workers = 16
+    # The index and event handlers only store a body or queue a fleet (reconciles
+    # run on the resync's workers): a few threads are plenty.
+    settings.execution.max_workers = 4
     current = memo.config
     logger.info(
         "Started tfops with resync every %ss, model states from %s",
