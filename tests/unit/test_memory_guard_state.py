@@ -53,6 +53,9 @@ def test_a_checkpoint_restores_the_history_the_verdict_and_the_sustain_clock() -
     assert restored.verdict.leaking
     assert abs(restored.verdict.slope - watch.verdict.slope) < 0.1 * watch.verdict.slope
     assert restored.tracker.leaking_since == watch.tracker.leaking_since
+    watch.tracker.near_since = watch.tracker.last_leaking  # projected near since then
+    again = restore_pod(checkpoint_pod(watch), uid="uid-1", detector=DETECTOR, policy=POLICY)
+    assert again is not None and again.tracker.near_since == watch.tracker.last_leaking
     assert restored.last_reading == watch.last_reading
     # The next reading is judged on the restored history, not on an empty one.
     epoch = START + 40 * 60 + 15

@@ -203,6 +203,9 @@ def checkpoint_pod(watch: PodWatch) -> str:
             "reported": watch.reported,
             "leakingSince": watch.tracker.leaking_since,
             "lastLeaking": watch.tracker.last_leaking,
+            # Since when the OOM has been projected near: a restarted operator does
+            # not wait the sustain period over again.
+            "nearSince": watch.tracker.near_since,
             "limit": samples[-1].limit if samples else None,
             # What loads added so far: the samples above are re-based by it.
             "loadingOffset": watch.loading.offset if watch.loading else 0.0,
@@ -228,7 +231,9 @@ def restore_pod(
         skipped = float(data.get("loadingSkipped") or 0.0)
         for seconds, working_set in data["samples"]:
             history.add(Sample(float(seconds), float(working_set), limit))
-        tracker = LeakTracker(policy, data.get("leakingSince"), data.get("lastLeaking"))
+        tracker = LeakTracker(
+            policy, data.get("leakingSince"), data.get("lastLeaking"), data.get("nearSince")
+        )
         watch = PodWatch(
             uid,
             float(data["startedAt"]),
