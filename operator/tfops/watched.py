@@ -132,12 +132,13 @@ def change_trigger(kind: str, body: Mapping[str, Any]) -> str | None:
 
 
 def modelserver_trigger(event_type: str | None, body: Mapping[str, Any]) -> str | None:
-    """Why a ModelServer's watch event should have it reconciled now, or None:
-    listed when the watch (re)started ("resume"), or a spec generation not yet
-    observed in status ("create" for a new object, "update" for a changed spec).
-    Our own status writes, and edits of metadata, wait for the resync."""
-    if event_type is None:
-        return "resume"
+    """Why a ModelServer's watch event should have it reconciled now, or None: a
+    spec generation not yet observed in status ("create" for one never observed,
+    "update" for a changed spec), also when listed as kopf's watch (re)starts.
+    Everything else (our own status writes, edits of metadata, the listing of
+    observed ModelServers after a restart or an expired watch) waits for the
+    resync, which re-observes every fleet within a period anyway: a relist of a
+    thousand fleets queued at once would only double one cycle's work."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     if event_type == "DELETED" or meta.get("deletionTimestamp"):
         return None

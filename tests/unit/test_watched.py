@@ -109,15 +109,16 @@ def test_deployment_changes_and_pods_awaiting_their_gate_trigger_a_pass() -> Non
     assert change_trigger("Pod", awaiting) == "pod"
 
 
-def test_a_modelserver_is_queued_when_its_spec_is_unobserved_or_it_is_listed() -> None:
+def test_a_modelserver_is_queued_when_its_spec_is_unobserved() -> None:
     def body(generation: int, observed: int | None = None, **meta: Any) -> dict[str, Any]:
         status = {} if observed is None else {"status": {"observedGeneration": observed}}
         return {"metadata": {"name": "search", "generation": generation, **meta}, **status}
 
     assert modelserver_trigger("ADDED", body(1)) == "create"
     assert modelserver_trigger("MODIFIED", body(2, observed=1)) == "update"
-    # Listed when kopf's watch (re)started: re-observed whatever its status says.
-    assert modelserver_trigger(None, body(3, observed=3)) == "resume"
+    # Listed when kopf's watch (re)started: queued only when its spec is unobserved.
+    assert modelserver_trigger(None, body(3, observed=2)) == "update"
+    assert modelserver_trigger(None, body(3, observed=3)) is None
     # Our own status write, a label edit: the resync re-observes it, no extra pass.
     assert modelserver_trigger("MODIFIED", body(2, observed=2)) is None
     assert modelserver_trigger("DELETED", body(2, observed=1)) is None

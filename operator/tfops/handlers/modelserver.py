@@ -1,7 +1,8 @@
 """kopf's registrations for ModelServers: their index, the event handler that
-queues them for reconciling, and the start and stop of the loops (the watches of what ModelServers
-own, the resync, the memory guard). The logic is in tfops.reconcile; this module
-only wires it to kopf, which watches ModelServers and nothing else."""
+queues them for reconciling, and the start and stop of the loops (the watches of
+what ModelServers own, the resync, the memory guard). The logic is in
+tfops.reconcile; this module only wires it to kopf, which watches ModelServers
+and nothing else."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def _indexes(memo: OperatorState, kopf_kwargs: dict[str, Any]) -> watched.Indexe
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def on_modelserver_event(type: str | None, body: kopf.Body, memo: OperatorState, **_: Any) -> None:
-    """Queue a ModelServer whose spec is not observed yet (created, changed, or
-    listed at start-up) for a pass on the resync's workers. Not a kopf create or
+    """Queue a ModelServer whose spec is not observed yet (created or changed)
+    for a pass on the resync's workers. Not a kopf create or
     update handler: those write kopf's own state into every object (one more write
     per change) and run each reconcile on kopf's workers, where a fleet the resync
     was reconciling held one blocked for the fleet's lock."""
