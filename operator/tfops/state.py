@@ -83,10 +83,11 @@ class OperatorState:
         )
     )
     # Where pods' TF Serving is asked for model states, all of a fleet's at once;
-    # twice the resync's width, so every resyncing fleet's two pods are asked at once.
+    # twice the resync's width (64 fleets), so the asks of half of them run at once
+    # and a dead pod's time-out holds one thread, not the pool.
     status_pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
-            max_workers=64, thread_name_prefix="model-status"
+            max_workers=128, thread_name_prefix="model-status"
         )
     )
     # Every owned object and serving pod, by kind's index name and owner: filled by
