@@ -5,6 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_SERVING_URL_TEMPLATE = "http://{pod_ip}:8501"
+SERVING_URL_FIELDS = ("pod_ip", "namespace", "pod")
+
+
+def serving_url_problem(template: str) -> str | None:
+    """What is wrong with a --serving-url-template, or None (empty is fine: no
+    model-state checks). Checked at start-up: a bad one would otherwise fail every
+    fleet's reconcile, one by one."""
+    if not template:
+        return None
+    fields = "write {pod_ip}, {namespace} or {pod}, and {{ or }} for a literal brace"
+    try:
+        url = template.format(**{field: "x" for field in SERVING_URL_FIELDS})
+    except KeyError as error:
+        return f"{{{error.args[0]}}} is not a field it can use: {fields}"
+    except IndexError:
+        return f"a numbered field ({{}} or {{0}}) is not one it can use: {fields}"
+    except ValueError as error:  # a lone brace, a bad format spec
+        return f"{error}: {fields}"
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("http", "https") or not rest.split("/", 1)[0]:
+        return "it must be an http:// or https:// URL with a host, e.g. http://{pod_ip}:8501"
+    return None
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,26 @@ def test_a_namespace_pattern_is_refused_naming_the_flag_and_the_fix() -> None:
 def test_no_command_prints_the_help_and_exits_2() -> None:
     result = _tfops()
     assert result.returncode == 2 and "usage: tfops" in result.stderr
+
+
+FIELDS_FIX = "write {pod_ip}, {namespace} or {pod}"
+URL_FIX = "e.g. http://{pod_ip}:8501"
+
+
+@pytest.mark.parametrize(
+    ("template", "said", "fix"),
+    [
+        ("http://{podip}:8501", "{podip} is not a field it can use", FIELDS_FIX),
+        ("http://{0}:8501", "a numbered field", FIELDS_FIX),
+        ("http://{pod_ip:8501", "unmatched '{'", FIELDS_FIX),
+        ("ftp://{pod_ip}", "must be an http:// or https:// URL", URL_FIX),
+        ("{pod_ip}:8501", "must be an http:// or https:// URL", URL_FIX),
+    ],
+)
+def test_a_bad_serving_url_template_is_refused_at_start_naming_the_fix(
+    template: str, said: str, fix: str
+) -> None:
+    result = _tfops("run", "--serving-url-template", template)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--serving-url-template {template!r}: " in result.stderr
+    assert said in result.stderr and fix in result.stderr

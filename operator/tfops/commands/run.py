@@ -204,6 +204,14 @@ def run_command(args: argparse.Namespace) -> int:
         max_leak_restarts_in_flight=args.max_leak_restarts_in_flight,
         namespaces=tuple(args.namespace),
     )
+    url_problem = config.serving_url_problem(args.serving_url_template)
+    if url_problem:
+        print(
+            f"tfops run: --serving-url-template {args.serving_url_template!r}: {url_problem} "
+            "(or '' to skip model-state checks)",
+            file=sys.stderr,
+        )
+        return 2
     for namespace in args.namespace:
         if not NAMESPACE_NAME.fullmatch(namespace):
             print(
