@@ -5,6 +5,7 @@ table in docs/tfserving-standin.md maps each behaviour to its source line and te
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -448,3 +449,20 @@ def test_closed_ports_drop_the_connection(rest: tuple[TFServingStandIn, Server])
         _get(f"{base}/v1/models/a")
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         _get(standin.url_template.format(namespace="ns", pod="other") + "/v1/models/a")
+
+
+def test_connections_wait_in_a_backlog_as_at_tf_servings_listeners(store: Path) -> None:
+    """Each pod's TF Serving listens with libevent's backlog of 128; the one
+    listener standing in for every pod holds at least two pods' worth while
+    nothing accepts (socketserver's default of 5 refused the rest)."""
+    standin = TFServingStandIn(None, store, loader=DirectoryLoader())  # never started
+    address = standin._server.server_address
+    connections = []
+    try:
+        for _ in range(2 * 128):
+            connections.append(socket.create_connection(address, timeout=2))
+    finally:
+        for connection in connections:
+            connection.close()
+        standin._server.server_close()
+    assert len(connections) == 2 * 128
