@@ -372,7 +372,6 @@ class MemoryGuardLoop:
     ) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        api = self.state.api()
         pods = {p["metadata"]["name"]: p for p in watched.owned_pods(self.indexes, namespace, name)}
         for pod_name in (set(fleet.pods) | set(fleet.filling)) - set(pods):
             fleet.pods.pop(pod_name, None)
@@ -386,8 +385,7 @@ class MemoryGuardLoop:
             if not limit:
                 if pod_name not in fleet.unwatched:
                     fleet.unwatched[pod_name] = "has no memory limit"
-                    kube.post_event(
-                        api,
+                    self.state.events.send(
                         body,
                         kind="Warning",
                         reason="MemoryNotWatched",
@@ -420,8 +418,8 @@ class MemoryGuardLoop:
                 metrics.LEAK_VERDICTS.labels(namespace, name).inc()
                 message = describe_leak(pod_name, verdict)
                 logger.warning(message)
-                kube.post_event(
-                    api, body, kind="Warning", reason="MemoryLeakSuspected", message=message
+                self.state.events.send(
+                    body, kind="Warning", reason="MemoryLeakSuspected", message=message
                 )
             if wants_restart:
                 self.restart(
@@ -491,8 +489,7 @@ class MemoryGuardLoop:
             logger.info("Did not restart %s/%s yet: %s", namespace, pod_name, decision.reason)
             if decision.held and fleet.held.get(pod_name) != decision.reason:
                 fleet.held[pod_name] = decision.reason
-                kube.post_event(
-                    self.state.api(),
+                self.state.events.send(
                     body,
                     kind="Warning",
                     reason=f"{cause.events}RestartHeld",
@@ -528,7 +525,9 @@ class MemoryGuardLoop:
             f"{decision.reason}) {cause.detail}"
         )
         logger.warning(message)
-        kube.post_event(api, body, kind="Warning", reason=f"{cause.events}Restart", message=message)
+        self.state.events.send(
+            body, kind="Warning", reason=f"{cause.events}Restart", message=message
+        )
         reconcile.refresh_status(self.state, body, self.indexes)
 
     def start(self) -> None:

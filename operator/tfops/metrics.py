@@ -64,6 +64,10 @@ API_REQUESTS = Counter(
     "watches are apart).",
     ["method"],
 )
+EVENTS_DROPPED = Counter(
+    "tfops_events_dropped_total",
+    "Events not posted because too many were waiting (the API server far behind).",
+)
 LEADER = Gauge(
     "tfops_leader",
     "1 while this replica acts (holds the leader Lease, or runs without leader election); "

@@ -860,7 +860,7 @@ def refresh_status(state: OperatorState, body: dict[str, Any], indexes: Indexes)
     reconcile(
         state,
         body,
-        kube.ApiSink(state.api(), body),
+        kube.ApiSink(state.api(), body, state.events),
         logging.getLogger("tfops.status"),
         indexes=indexes,
         trigger="guard",

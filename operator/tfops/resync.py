@@ -71,7 +71,7 @@ class Resyncer:
             reconcile.reconcile(
                 self.state,
                 body,
-                kube.ApiSink(self.state.api(), body),
+                kube.ApiSink(self.state.api(), body, self.state.events),
                 self.logger,
                 indexes=self.indexes,
                 trigger=trigger,

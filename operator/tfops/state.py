@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfops.clients.events import Event, EventSender
 from tfops.config import OperatorConfig
 from tfops.health import ApiHealth
 from tfops.memory.watch import FleetWatch
@@ -100,6 +101,23 @@ class OperatorState:
     reconcile_soon: list[Callable[[Key, str], None]] = field(default_factory=list)
     # Background loops to stop at shutdown (the resync, the memory guard).
     loops: list[Any] = field(default_factory=list)
+    # Where every Event on a ModelServer goes: posted off the reconcile's thread.
+    events: EventSender = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = EventSender(self._post_event)
+
+    def _post_event(self, event: Event) -> None:
+        from tfops.clients import kube
+
+        kube.post_event(
+            self.api(),
+            event.body,
+            kind=event.kind,
+            reason=event.reason,
+            message=event.message,
+            at=event.at,
+        )
 
     def lock(self, key: Key) -> threading.Lock:
         with self.locks_guard:

@@ -56,7 +56,12 @@ def test_a_leaking_pod_is_evicted_and_a_healthy_one_never_is(scenarios: GuardSce
         what=f"{scenarios.leaky} to be evicted",
     )
     condition = ModelServers(scenarios.api, namespace).condition(NAME, "MemoryLeakSuspected")
-    (reported,) = _events(scenarios, namespace, "MemoryLeakSuspected")
+    # Events are posted off the guard's thread: waited for, not read at once.
+    (reported,) = scenarios.wait(
+        lambda: _events(scenarios, namespace, "MemoryLeakSuspected"),
+        timeout=10,
+        what="the MemoryLeakSuspected Event",
+    )
     assert scenarios.leaky in reported.message and "MiB/min" in reported.message
     assert "would reach the limit" in reported.message
     guard = scenarios.wait(
@@ -71,7 +76,11 @@ def test_a_leaking_pod_is_evicted_and_a_healthy_one_never_is(scenarios: GuardSce
     assert (restart["pod"], restart["action"]) == (scenarios.leaky, "evict")
     assert 30 < restart["slopeMiBPerMinute"] < 90  # kwok drives 60 MiB/min
     assert restart["usagePercent"] < 90
-    assert _events(scenarios, namespace, "LeakRestart")
+    scenarios.wait(
+        lambda: _events(scenarios, namespace, "LeakRestart"),
+        timeout=10,
+        what="the LeakRestart Event",
+    )
     assert scenarios.evictions(namespace) == [scenarios.leaky]
     # The Deployment replaced it; the healthy pod was never touched, and the
     # PodDisruptionBudget and the guard kept a ready pod serving throughout.
@@ -101,6 +110,11 @@ def test_an_operator_killed_mid_leak_resumes_from_its_checkpoint(
     assert evicted_at - scenarios.restarted_at < 150, evicted_at - scenarios.restarted_at
     # Exactly one eviction, one verdict Event: nothing repeated after the restart.
     assert scenarios.evictions(namespace) == [scenarios.leaky]
+    scenarios.wait(
+        lambda: _events(scenarios, namespace, "MemoryLeakSuspected"),
+        timeout=10,
+        what="the MemoryLeakSuspected Event",
+    )
     assert len(_events(scenarios, namespace, "MemoryLeakSuspected")) == 1
     assert scenarios.operator is not None
     assert (

@@ -290,8 +290,12 @@ def test_deleted_and_edited_owned_objects_are_restored(
         timeout=10 * RESYNC_SECONDS,
         what="the image to be restored",
     )
-    reasons = {e.reason for e in events_for(api, namespace, "minimal")}
-    assert {"Created", "Updated"} <= reasons
+    # Events are posted off the reconcile's thread: a moment after what they report.
+    wait_for(
+        lambda: {"Created", "Updated"} <= {e.reason for e in events_for(api, namespace, "minimal")},
+        timeout=10,
+        what="the Created and Updated Events",
+    )
 
 
 def test_deleting_the_modelserver_removes_what_it_owns_and_nothing_else(

@@ -198,8 +198,14 @@ def test_promote_moves_the_label_only_after_the_version_serves_everywhere(stage:
     after = client.AppsV1Api(stage.api).read_namespaced_deployment(NAME, namespace)
     assert after.metadata.generation == generation.metadata.generation
     assert servers.get(NAME)["status"]["models"][0]["labels"] == {"stable": 48}
-    reasons = [e.reason for e in events_for(stage.api, namespace, NAME)]
-    assert {"Promoting", "LabelsMoved", "PromotionComplete"} <= set(reasons)
+    wait_for(
+        lambda: (
+            {"Promoting", "LabelsMoved", "PromotionComplete"}
+            <= {e.reason for e in events_for(stage.api, namespace, NAME)}
+        ),
+        timeout=10,
+        what="the promotion's Events",
+    )
 
 
 def test_a_corrupt_version_is_rolled_back_and_promote_fails_with_the_error(
@@ -230,7 +236,11 @@ def test_a_corrupt_version_is_rolled_back_and_promote_fails_with_the_error(
     # 47 kept serving: AVAILABLE on every pod, without a pod restart.
     assert _model_versions(stage.api, namespace)[47] == "AVAILABLE"
     assert _pods(stage.api, namespace) == pods
-    assert "PromotionRolledBack" in {e.reason for e in events_for(stage.api, namespace, NAME)}
+    wait_for(
+        lambda: "PromotionRolledBack" in {e.reason for e in events_for(stage.api, namespace, NAME)},
+        timeout=10,
+        what="the PromotionRolledBack Event",
+    )
     assert stage.operator is not None
     assert (
         stage.operator.metric(

@@ -12,10 +12,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tfops import __version__, metrics
+from tfops.clients.events import EventSender
 from tfops.leader import LeaseUnavailable
 from tfops.model import GROUP, KIND, PLURAL, VERSION
 from tfops.owned import BY_KIND
-from tfops.timefmt import now_iso
 
 FIELD_MANAGER = "tfops"
 
@@ -199,11 +199,17 @@ def _version_of(obj: Any) -> int:
 
 
 def post_event(
-    api: client.ApiClient, body: dict[str, Any], *, kind: str, reason: str, message: str
+    api: client.ApiClient,
+    body: dict[str, Any],
+    *,
+    kind: str,
+    reason: str,
+    message: str,
+    at: str,
 ) -> None:
-    """An Event on the ModelServer, as `kubectl describe ms` shows them."""
+    """An Event on the ModelServer, as `kubectl describe ms` shows them; `at`: when
+    it happened."""
     meta = body["metadata"]
-    now = now_iso()
     _call(
         api,
         "POST",
@@ -221,8 +227,8 @@ def post_event(
             "reason": reason,
             "message": message[:1024],
             "source": {"component": FIELD_MANAGER},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
+            "firstTimestamp": at,
+            "lastTimestamp": at,
             "count": 1,
         },
     )
@@ -326,14 +332,14 @@ class Writer:
 
 
 class ApiSink:
-    """A reconcile's Events and status changes, written through the API directly
-    (outside kopf's handlers: the resync loop, the memory guard)."""
+    """A reconcile's status changes, written through the API, and its Events,
+    queued on the operator's EventSender."""
 
-    def __init__(self, api: client.ApiClient, body: dict[str, Any]) -> None:
-        self.api, self.body = api, body
+    def __init__(self, api: client.ApiClient, body: dict[str, Any], events: EventSender) -> None:
+        self.api, self.body, self.events = api, body, events
 
     def event(self, kind: str, reason: str, message: str) -> None:
-        post_event(self.api, self.body, kind=kind, reason=reason, message=message)
+        self.events.send(self.body, kind=kind, reason=reason, message=message)
 
     def status(self, changes: dict[str, Any]) -> int:
         meta = self.body["metadata"]

@@ -71,3 +71,5 @@ def start_loops(memo: OperatorState, **kwargs: Any) -> None:
 def stop_loops(memo: OperatorState, **_: Any) -> None:
     for loop in memo.loops:
         loop.stop()
+    # What the last passes reported: a moment to post it, not a hang at exit.
+    memo.events.flush(timeout=2.0)
