@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,6 +271,29 @@ def _refused_status(
     status["observedGeneration"] = generation
     status["conditions"] = merge_conditions(previous.get("conditions"), conditions, generation, now)
     return status
+
+
+def rollout_view(deployment: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the status reads of a Deployment (_check_rollout, _check_traffic,
+    the replica counts): a change outside it changes nothing tfops reports."""
+    meta, spec = deployment.get("metadata") or {}, deployment.get("spec") or {}
+    dep_status = deployment.get("status") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        spec.get("replicas"),
+        *(
+            dep_status.get(key)
+            for key in ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas")
+        ),
+        tuple(
+            sorted(
+                str(c.get("message"))
+                for c in dep_status.get("conditions") or []
+                if c.get("reason") == "ProgressDeadlineExceeded"
+            )
+        ),
+    )
 
 
 def _check_rollout(

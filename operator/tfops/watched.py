@@ -15,6 +15,7 @@ from typing import Any
 from tfops import readiness
 from tfops.owned import BY_KIND, PODS
 from tfops.render.common import MANAGED_BY, OWNER_LABEL
+from tfops.status import rollout_view
 
 Key = tuple[str, str]  # (namespace, ModelServer name)
 
@@ -119,12 +120,24 @@ def each_body(indexes: Indexes, index: str) -> Iterator[dict[str, Any]]:
         yield from lookup(indexes, index, key)
 
 
-def change_trigger(kind: str, body: Mapping[str, Any]) -> str | None:
+def change_trigger(
+    kind: str, event: str, body: Mapping[str, Any], previous: Stored | None
+) -> str | None:
     """Why a watched object's change should have its ModelServer re-observed now
-    rather than at the next resync, or None: a Deployment changed (pods became
-    ready, someone edited or deleted it), or a serving pod's TF Serving came up
-    and its readiness gate was never set (until judged it takes no traffic)."""
+    rather than at the next resync, or None: a Deployment deleted (or no longer
+    ours) or changed in what the status reads (its spec's generation, its
+    rollout's counts), or a serving pod's TF Serving came up and its readiness gate
+    was never set (until judged it takes no traffic). A new Deployment is the echo
+    of the pass that created it, and a change elsewhere (the controller's
+    conditions and available counts, a label) waits for the resync: the controller
+    writes a new fleet's Deployment status about seven times."""
     if kind == "Deployment":
+        if event == "DELETED":
+            return "deployment"
+        if event == "ADDED":
+            return None
+        if previous is not None and rollout_view(previous.body()) == rollout_view(body):
+            return None
         return "deployment"
     if kind == "Pod" and readiness.awaits_gate(body):
         return "pod"
@@ -209,6 +222,12 @@ class OwnedIndex:
             if not objects:
                 self._by_owner.pop(key, None)
         return key
+
+    def stored(self, uid: str) -> Stored | None:
+        """One object as kept now, by uid (None when not kept)."""
+        with self._lock:
+            key = self._owner_of.get(uid)
+            return self._by_owner.get(key, {}).get(uid) if key else None
 
     def get(self, key: Key) -> list[Stored] | None:
         with self._lock:

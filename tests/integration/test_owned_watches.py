@@ -12,7 +12,7 @@ from tfops.clients.kube_watch import KindWatch
 from tfops.owned import BY_KIND
 from tfops.render.common import MANAGED_BY, OWNER_LABEL
 from tfops.testing.support import wait_for
-from tfops.watched import OWNED_SELECTOR, OwnedIndex
+from tfops.watched import OWNED_SELECTOR, OwnedIndex, Stored
 
 
 def _config_map(name: str, owner: str | None, data: str = "1") -> client.V1ConfigMap:
@@ -39,11 +39,15 @@ def test_a_watch_lists_in_pages_then_follows_only_labelled_objects(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="not-ours"))
     )
     events: list[tuple[str, str]] = []
+    # What the index held of each object just before its event (None: nothing).
+    before: dict[tuple[str, str], Any] = {}
     lock = threading.Lock()
 
-    def on_change(event: str, obj: dict[str, Any]) -> None:
+    def on_change(event: str, obj: dict[str, Any], previous: Stored | None) -> None:
+        name = obj["metadata"]["name"]
         with lock:
-            events.append((event, obj["metadata"]["name"]))
+            events.append((event, name))
+            before[(event, name)] = previous.body()["data"] if previous else None
 
     index = OwnedIndex()
     watch = KindWatch(
@@ -75,6 +79,9 @@ def test_a_watch_lists_in_pages_then_follows_only_labelled_objects(
             assert ("ADDED", "added") in events
             assert ("MODIFIED", "listed-0") in events
             assert ("DELETED", "listed-1") in events
+            assert before[("ADDED", "added")] is None
+            assert before[("MODIFIED", "listed-0")] == {"value": "1"}  # the listed copy
+            assert before[("DELETED", "listed-1")] == {"value": "1"}
             assert not any(name in ("no-owner", "not-ours") for _, name in events)
     finally:
         watch.stop()

@@ -3,6 +3,7 @@ watch events become re-observations of a fleet."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -91,10 +92,41 @@ def test_a_fresh_list_replaces_its_namespace_only() -> None:
     assert _names(index, ("ml", "search")) == ["only"]
 
 
-def test_deployment_changes_and_pods_awaiting_their_gate_trigger_a_pass() -> None:
-    assert change_trigger("Deployment", {}) == "deployment"
-    assert change_trigger("ConfigMap", {}) is None
-    assert change_trigger("Pod", _pod("starting")) is None
+def _deployment(**status: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "search", "generation": 1, "uid": "d"},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 1, "replicas": 2, **status},
+    }
+
+
+def test_a_deployment_triggers_a_pass_only_when_what_status_reads_changed() -> None:
+    before = _deployment(readyReplicas=1)
+    kept = Stored(before)
+    # The controller's bookkeeping (conditions, collisionCount): no pass.
+    noise = copy.deepcopy(before)
+    noise["status"]["conditions"] = [{"type": "Available", "reason": "MinimumReplicasAvailable"}]
+    noise["status"]["collisionCount"] = 1
+    assert change_trigger("Deployment", "MODIFIED", noise, kept) is None
+    # A pod more ready, a spec edited, a rollout stuck: a pass each.
+    assert change_trigger("Deployment", "MODIFIED", _deployment(readyReplicas=2), kept)
+    edited = copy.deepcopy(before)
+    edited["metadata"]["generation"] = 2
+    assert change_trigger("Deployment", "MODIFIED", edited, kept) == "deployment"
+    stuck = copy.deepcopy(before)
+    stuck["status"]["conditions"] = [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]
+    assert change_trigger("Deployment", "MODIFIED", stuck, kept) == "deployment"
+    # Deleted (or its labels removed: the selected watch says DELETED): a pass.
+    assert change_trigger("Deployment", "DELETED", before, kept) == "deployment"
+    # Created: the echo of the pass that created it.
+    assert change_trigger("Deployment", "ADDED", before, None) is None
+    # Changed before the index knew it (a watch restarted): a pass, to be sure.
+    assert change_trigger("Deployment", "MODIFIED", before, None) == "deployment"
+
+
+def test_pods_awaiting_their_gate_trigger_a_pass() -> None:
+    assert change_trigger("ConfigMap", "MODIFIED", {}, None) is None
+    assert change_trigger("Pod", "MODIFIED", _pod("starting"), None) is None
     awaiting = _pod(
         "up",
         spec={
@@ -106,7 +138,7 @@ def test_deployment_changes_and_pods_awaiting_their_gate_trigger_a_pass() -> Non
             "conditions": [{"type": "ContainersReady", "status": "True"}],
         },
     )
-    assert change_trigger("Pod", awaiting) == "pod"
+    assert change_trigger("Pod", "MODIFIED", awaiting, None) == "pod"
 
 
 def test_a_modelserver_is_queued_when_its_spec_is_unobserved() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client
 
 from tfops.owned import WATCHED_KINDS, OwnedKind
-from tfops.watched import OWNED_SELECTOR, OwnedIndex
+from tfops.watched import OWNED_SELECTOR, OwnedIndex, Stored
 
 logger = logging.getLogger("tfops.watch")
 
@@ -40,8 +40,9 @@ RETRY_MAX_SECONDS = 30.0
 # Logged while the first lists have not all arrived, this often.
 LIST_WAIT_LOG_SECONDS = 30.0
 
-# (event type, object as sent) for ADDED, MODIFIED and DELETED.
-OnChange = Callable[[str, dict[str, Any]], None]
+# (event type, object as sent, what the index kept of it before) for ADDED,
+# MODIFIED and DELETED.
+OnChange = Callable[[str, dict[str, Any], Stored | None], None]
 
 
 class WatchFailed(Exception):
@@ -154,12 +155,13 @@ class KindWatch:
                 )
                 if kind == "BOOKMARK":
                     continue
+                previous = self.index.stored((obj.get("metadata") or {}).get("uid", ""))
                 if kind == "DELETED":
                     self.index.remove(obj)
                 else:
                     self.index.put(obj)
                 if self.on_change is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
-                    self.on_change(kind, obj)
+                    self.on_change(kind, obj, previous)
         finally:
             # Closed, not pooled: a stream left mid-event would corrupt the next
             # request on its connection (one handshake per watch, every 5 min).
@@ -196,7 +198,7 @@ def start_watches(
     api: client.ApiClient,
     indexes: dict[str, OwnedIndex],
     namespaces: Sequence[str],
-    on_change: Callable[[OwnedKind, str, dict[str, Any]], None],
+    on_change: Callable[[OwnedKind, str, dict[str, Any], Stored | None], None],
 ) -> list[KindWatch]:
     """Watch every owned kind and the pods, in each namespace (every namespace
     when none is given), into their indexes; returns once each has a complete
@@ -209,7 +211,7 @@ def start_watches(
             namespace,
             OWNED_SELECTOR,
             indexes[owned.index],
-            lambda event, obj, owned=owned: on_change(owned, event, obj),
+            lambda event, obj, previous, owned=owned: on_change(owned, event, obj, previous),
         )
         for owned in WATCHED_KINDS
         for namespace in (list(namespaces) or [None])

@@ -52,10 +52,12 @@ def start_loops(memo: OperatorState, **kwargs: Any) -> None:
     indexes = _indexes(memo, kwargs)
     resyncer = Resyncer(memo, indexes)
 
-    def on_change(owned: OwnedKind, event: str, obj: dict[str, Any]) -> None:
+    def on_change(
+        owned: OwnedKind, event: str, obj: dict[str, Any], previous: watched.Stored | None
+    ) -> None:
         meta = obj.get("metadata") or {}
         key = watched.owner_key(meta.get("namespace"), meta.get("labels") or {})
-        trigger = watched.change_trigger(owned.kind, obj)
+        trigger = watched.change_trigger(owned.kind, event, obj, previous)
         if key and trigger:
             resyncer.request(key, trigger)
 
