@@ -15,8 +15,10 @@ a fleet waiting on a slow or dead pod's time-out holds one worker, not the cycle
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
 import math
+import queue
 import threading
 import time
 from typing import Any
@@ -34,6 +36,12 @@ RESYNC_WORKERS = 64
 # created or changed, a Deployment's rollout, a pod awaiting its gate): a creation
 # burst of a thousand fleets goes through these.
 EVENT_WORKERS = 16
+# Which queued pass goes first (lower first): a pod waiting for its readiness gate
+# takes no traffic until judged; a rollout's progress and a changed spec are what
+# users wait on; a new fleet has nothing running yet. First come, first served held
+# every created fleet's Ready behind the rest of a creation burst: 169 s into
+# creating 1000 fleets at once, 765 had every pod ready and 79 were reported Ready.
+URGENCY = {"pod": 0, "deployment": 1, "update": 1, "create": 2}
 
 
 def next_start(previous_start: float, period: float, now: float) -> tuple[float, float]:
@@ -44,7 +52,9 @@ def next_start(previous_start: float, period: float, now: float) -> tuple[float,
 
 
 class Resyncer:
-    def __init__(self, state: OperatorState, indexes: watched.Indexes) -> None:
+    def __init__(
+        self, state: OperatorState, indexes: watched.Indexes, workers: int = EVENT_WORKERS
+    ) -> None:
         self.state = state
         self.indexes = indexes
         self.period = state.config.resync_seconds
@@ -52,9 +62,15 @@ class Resyncer:
         self.pool = concurrent.futures.ThreadPoolExecutor(
             RESYNC_WORKERS, thread_name_prefix="resync"
         )
-        self.on_change = concurrent.futures.ThreadPoolExecutor(
-            EVENT_WORKERS, thread_name_prefix="on-change"
-        )
+        # Watch-requested passes, most urgent first: (urgency, order, key, trigger).
+        self.queue: queue.PriorityQueue[tuple[int, int, watched.Key, str]] = queue.PriorityQueue()
+        self.order = itertools.count()
+        self.workers = [
+            threading.Thread(target=self._work, name=f"on-change-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for worker in self.workers:
+            worker.start()
         # Fleets with a pass running or queued, and those asked for again meanwhile
         # (with the latest trigger): a rollout sends an event per pod and status
         # change, and one more pass after the current one sees them all.
@@ -89,11 +105,16 @@ class Resyncer:
                 self.again[key] = trigger
                 return
             self.busy.add(key)
-        try:
-            self.on_change.submit(self._passes, key, trigger)
-        except RuntimeError:  # shut down
-            with self.busy_lock:
-                self.busy.discard(key)
+        self.queue.put((URGENCY.get(trigger, 1), next(self.order), key, trigger))
+
+    def _work(self) -> None:
+        while not self.stopped.is_set():
+            _, _, key, trigger = self.queue.get()
+            try:
+                if not self.stopped.is_set():
+                    self._passes(key, trigger)
+            finally:
+                self.queue.task_done()
 
     def _passes(self, key: watched.Key, trigger: str | None) -> None:
         while trigger is not None:
@@ -150,4 +171,5 @@ class Resyncer:
     def stop(self) -> None:
         self.stopped.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.on_change.shutdown(wait=False, cancel_futures=True)
+        for _ in self.workers:  # wakes each worker: it sees `stopped` and ends
+            self.queue.put((-1, next(self.order), ("", ""), "stop"))

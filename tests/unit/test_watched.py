@@ -167,7 +167,7 @@ def test_a_resync_skips_a_fleet_whose_pass_is_running_or_queued() -> None:
         assert resyncer.running.wait(10)
         resyncer._resync_key(("ml", "search"))  # in the cycle, while the create runs
         resyncer.release.set()
-        resyncer.on_change.shutdown(wait=True)
+        resyncer.queue.join()
         assert resyncer.passes == [("search", "create")]
         resyncer.passed.clear()  # (the create's pass would skip it for half a period)
         resyncer._resync_key(("ml", "search"))  # idle now: re-observed
@@ -188,8 +188,8 @@ def test_a_stream_is_cut_into_lines_wherever_its_chunks_end() -> None:
 
 
 class _CountingResyncer(Resyncer):
-    def __init__(self, state: OperatorState, indexes: dict[str, Any]) -> None:
-        super().__init__(state, indexes)
+    def __init__(self, state: OperatorState, indexes: dict[str, Any], workers: int = 16) -> None:
+        super().__init__(state, indexes, workers)
         self.passes: list[tuple[str, str]] = []
         self.running = threading.Event()
         self.release = threading.Event()
@@ -213,7 +213,7 @@ def test_events_during_a_fleets_pass_fold_into_one_more_pass() -> None:
             resyncer.request(("ml", "search"), "pod")
         resyncer.request(("ml", "gone"), "deployment")  # no such ModelServer: nothing
         resyncer.release.set()
-        resyncer.on_change.shutdown(wait=True)
+        resyncer.queue.join()
         assert resyncer.passes == [("search", "deployment"), ("search", "pod")]
         assert resyncer.busy == set() and resyncer.again == {}
     finally:
@@ -230,11 +230,40 @@ def test_a_resync_skips_a_fleet_its_own_events_just_re_observed() -> None:
         resyncer.cycle()  # resync passes alone never make the next cycle skip it
         assert resyncer.passes == [("search", "resync"), ("search", "resync")]
         resyncer.request(("ml", "search"), "deployment")
-        resyncer.on_change.shutdown(wait=True)
+        resyncer.queue.join()
         resyncer.cycle()  # within half a period of the Deployment's pass: skipped
         assert resyncer.passes[-1] == ("search", "deployment")
         resyncer.passed[("ml", "search")] -= 6  # that pass began 6 s ago
         resyncer.cycle()
         assert resyncer.passes[-1] == ("search", "resync") and len(resyncer.passes) == 4
+    finally:
+        resyncer.stop()
+
+
+def test_queued_passes_go_most_urgent_first() -> None:
+    """A pod awaiting its gate, then a rollout's progress, then new fleets: a
+    creation burst does not hold the fleets already created."""
+    names = ["busy", "new", "rolling", "gated"]
+    indexes = {
+        MODELSERVER_INDEX: {
+            ("ml", name): [Stored({"metadata": {"name": name, "namespace": "ml", "uid": name}})]
+            for name in names
+        }
+    }
+    resyncer = _CountingResyncer(OperatorState(config=OperatorConfig()), indexes, workers=1)
+    try:
+        resyncer.request(("ml", "busy"), "create")
+        assert resyncer.running.wait(10)  # the one worker is taken
+        resyncer.request(("ml", "new"), "create")
+        resyncer.request(("ml", "rolling"), "deployment")
+        resyncer.request(("ml", "gated"), "pod")
+        resyncer.release.set()
+        resyncer.queue.join()
+        assert resyncer.passes == [
+            ("busy", "create"),
+            ("gated", "pod"),
+            ("rolling", "deployment"),
+            ("new", "create"),
+        ]
     finally:
         resyncer.stop()
