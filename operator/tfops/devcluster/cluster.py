@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from tfops.devcluster.pki import ADMIN_NAME, Pki, write_pki
+from tfops.devcluster.pki import FRONT_PROXY_NAME, Pki, write_pki
 
 # The GPU node pool's label and taint, as NVIDIA's GPU operator and GKE set them.
 GPU_NODE_LABEL = "nvidia.com/gpu.present"
@@ -306,14 +306,14 @@ class LocalCluster:
             "--allow-privileged=true",
             # The aggregation layer: the apiserver proxies metrics.k8s.io to
             # metrics-server and authenticates itself with this client cert.
-            f"--proxy-client-cert-file={pki.admin_cert}",
-            f"--proxy-client-key-file={pki.admin_key}",
-            f"--requestheader-client-ca-file={pki.ca_cert}",
+            f"--proxy-client-cert-file={pki.front_proxy_cert}",
+            f"--proxy-client-key-file={pki.front_proxy_key}",
+            f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
             "--requestheader-username-headers=X-Remote-User",
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             # Only the proxy's own identity may assert users through headers.
-            f"--requestheader-allowed-names={ADMIN_NAME}",
+            f"--requestheader-allowed-names={FRONT_PROXY_NAME}",
             f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
