@@ -7,7 +7,7 @@ import copy
 import threading
 from typing import Any
 
-from tfops.clients.kube_watch import _lines
+from tfops.clients.kube_watch import stream_lines
 from tfops.config import OperatorConfig
 from tfops.render.common import MANAGED_BY, OWNER_LABEL, READINESS_CONDITION
 from tfops.resync import Resyncer
@@ -182,9 +182,9 @@ def test_a_stream_is_cut_into_lines_wherever_its_chunks_end() -> None:
     stream = b"\n".join(events) + b"\n"
     for cut in range(1, 12):
         chunks = [stream[i : i + cut] for i in range(0, len(stream), cut)]
-        assert list(_lines(iter(chunks))) == events
+        assert list(stream_lines(iter(chunks))) == events
     # A last line without its newline still counts; blank lines do not.
-    assert list(_lines(iter([b"a\n\n", b"b"]))) == [b"a", b"b"]
+    assert list(stream_lines(iter([b"a\n\n", b"b"]))) == [b"a", b"b"]
 
 
 class _CountingResyncer(Resyncer):

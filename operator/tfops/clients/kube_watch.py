@@ -53,7 +53,7 @@ class Expired(WatchFailed):
     """The resourceVersion to watch from is too old (HTTP 410): list again."""
 
 
-def _lines(stream: Iterator[bytes]) -> Iterator[bytes]:
+def stream_lines(stream: Iterator[bytes]) -> Iterator[bytes]:
     """Newline-separated lines of a chunked stream."""
     pending = bytearray()
     for chunk in stream:
@@ -141,7 +141,7 @@ class KindWatch:
         response = self._get(query, READ_TIMEOUT_SECONDS)
         raw = response.response
         try:
-            for line in _lines(raw.stream(64 * 1024)):
+            for line in stream_lines(raw.stream(64 * 1024)):
                 if self.stopped.is_set():
                     break
                 event = json.loads(line)
