@@ -254,6 +254,36 @@ def raw_baseline(api: client.ApiClient, count: int) -> dict[str, float]:
     return {"raw_apply_requests_seconds": applied, "raw_apply_all_seconds": ready}
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) so far of this process (the benchmark's client and
+    the stand-in) and of every process it started (the control plane, the operator),
+    by name. On a saturated machine the time to settle follows the CPU every
+    component spends, so both sides report it."""
+    me = psutil.Process()
+    totals: collections.Counter[str] = collections.Counter()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                name = process.name()
+                if process.pid == me.pid:
+                    name = "benchmark+stand-in"
+                elif name.startswith("python"):  # the one Python child: `tfops run`
+                    name = "operator"
+        except psutil.Error:  # ended meanwhile
+            continue
+        totals[name] += times.user + times.system
+    return dict(totals)
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        name: round(seconds - before.get(name, 0.0), 1)
+        for name, seconds in sorted(after.items())
+        if seconds - before.get(name, 0.0) >= 0.05
+    }
+
+
 def fleet_of(pod: str) -> str:
     """The ModelServer (its Deployment) a serving pod belongs to, from the pod's
     name: <deployment>-<pod-template-hash>-<suffix>."""
@@ -382,6 +412,7 @@ def scale(
         process = psutil.Process(operator.process.pid)
         time.sleep(resync)  # started and idle
         rss_before = process.memory_info().rss
+        cpu_before = cpu_seconds()
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(
@@ -403,6 +434,7 @@ def scale(
                 raise RuntimeError(f"only {done} of {count} ModelServers settled within 900 s")
             time.sleep(0.5)  # no API request: the watch keeps the count
         settled_after = time.perf_counter() - started
+        cpu = cpu_spent(cpu_before, cpu_seconds())
         settled.stop()
 
         # Idle: every ModelServer is re-observed each resync; nothing should be written.
@@ -442,6 +474,8 @@ def scale(
         # shows here, not in the time the last one took.
         "half_settled_seconds": statistics.median(settled.settled_at.values()) - started,
         "ready_modelservers": ready,
+        # Until all had settled, by process (the baseline's: raw_cpu_seconds).
+        "cpu_seconds": cpu,
         "rss_idle_before_mb": rss_before / 2**20,
         "rss_peak_mb": rss_peak / 2**20,
         "rss_per_modelserver_mb": (rss_peak - rss_before) / 2**20 / count,
@@ -489,7 +523,9 @@ def scale_point(count: int, soak_cycles: int, resync: float) -> dict[str, Any]:
     with local_cluster(count) as cluster:
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         print(f"scale {count}: raw baseline...", flush=True)
-        baseline = raw_baseline(api, count)
+        cpu_before = cpu_seconds()
+        baseline: dict[str, Any] = raw_baseline(api, count)
+        baseline["raw_cpu_seconds"] = cpu_spent(cpu_before, cpu_seconds())
     with local_cluster(count) as cluster:
         cluster.install_crd(CRD_FILE, f"{PLURAL}.{GROUP}")
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
@@ -505,6 +541,9 @@ def scale_point(count: int, soak_cycles: int, resync: float) -> dict[str, Any]:
             )
     result.update(baseline)
     result["ready_over_raw_apply"] = result["all_ready_seconds"] / result["raw_apply_all_seconds"]
+    result["cpu_over_raw"] = sum(result["cpu_seconds"].values()) / sum(
+        result["raw_cpu_seconds"].values()
+    )
     print(json.dumps(result, indent=1), flush=True)
     return result
 
@@ -560,18 +599,37 @@ def write_results(results: dict[str, Any]) -> None:
         "How cost grows (2 pods x 2 models per ModelServer; 2% of pods never answer, "
         f"2% answer after {SLOW_SECONDS:g} s):",
         "",
-        "| ModelServers | all settled (half) | raw apply / + pods ready | ratio | peak RSS | "
+        "| ModelServers | all settled (half) | raw apply / + pods ready | ratio | "
+        "CPU-seconds spent: ours / baseline's | peak RSS | "
         "resync cycle | API requests per resync | idle writes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
+        ours, theirs = sum(run["cpu_seconds"].values()), sum(run["raw_cpu_seconds"].values())
         lines.append(
             f"| {run['count']} | {run['all_ready_seconds']:.1f} s "
             f"({run['half_settled_seconds']:.1f} s) | "
             f"{run['raw_apply_requests_seconds']:.1f} s / {run['raw_apply_all_seconds']:.1f} s | "
-            f"{run['ready_over_raw_apply']:.2f}x | {run['rss_peak_mb']:.0f} MB | "
+            f"{run['ready_over_raw_apply']:.2f}x | {ours:.0f} / {theirs:.0f} "
+            f"({run['cpu_over_raw']:.2f}x) | {run['rss_peak_mb']:.0f} MB | "
             f"{run['resync_cycle_seconds']:.2f} s | {run['api_requests_per_resync']:.1f} | "
             f"{run['idle_write_requests']} |"
+        )
+    lines += [
+        "",
+        f"CPU-seconds by process until all {big['count']} had settled (the baseline's "
+        "until every pod was ready):",
+        "",
+        "| process | ours | baseline's |",
+        "| --- | --- | --- |",
+    ]
+    for name in sorted(
+        big["cpu_seconds"].keys() | big["raw_cpu_seconds"].keys(),
+        key=lambda name: -big["cpu_seconds"].get(name, 0.0),
+    ):
+        lines.append(
+            f"| {name} | {big['cpu_seconds'].get(name, 0.0):.1f} | "
+            f"{big['raw_cpu_seconds'].get(name, 0.0):.1f} |"
         )
     (RESULTS / "reconcile.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
