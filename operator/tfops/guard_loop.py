@@ -180,20 +180,7 @@ class MemoryGuardLoop:
         for namespace, fleets in due.items():
             self.sample_namespace(namespace, fleets, now)
         self.land_restarts(now)
-        # What the process keeps per ModelServer goes with the ModelServer.
-        state = self.state
-        for memory in (
-            state.fleets,
-            state.plans,
-            state.configs_seen,
-            state.config_lagging,
-            state.loading,
-            state.answers,
-            state.written_status,
-            state.backoffs,
-        ):
-            for gone in set(memory) - seen:
-                memory.pop(gone, None)  # type: ignore[attr-defined]
+        self.state.forget_deleted(seen)
 
     def land_restarts(self, now: float) -> None:
         """A leak restart stops counting against the operator-wide cap once its

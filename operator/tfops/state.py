@@ -119,6 +119,27 @@ class OperatorState:
             at=event.at,
         )
 
+    def forget_deleted(self, present: set[Key]) -> None:
+        """Drop what the process keeps per ModelServer for those not `present` any
+        more: with fleets created and deleted all day, nothing may grow with the
+        fleets ever seen. A lock still held stays until its pass ends."""
+        for memory in (
+            self.fleets,
+            self.plans,
+            self.configs_seen,
+            self.config_lagging,
+            self.loading,
+            self.answers,
+            self.written_status,
+            self.backoffs,
+        ):
+            for gone in set(memory) - present:
+                memory.pop(gone, None)  # type: ignore[attr-defined]
+        with self.locks_guard:
+            for gone in set(self.locks) - present:
+                if not self.locks[gone].locked():
+                    del self.locks[gone]
+
     def lock(self, key: Key) -> threading.Lock:
         with self.locks_guard:
             return self.locks.setdefault(key, threading.Lock())

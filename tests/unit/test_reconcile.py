@@ -21,7 +21,7 @@ from tfops.reconcile import (
     first_difference,
     reconcile,
 )
-from tfops.state import OperatorState
+from tfops.state import Backoff, OperatorState
 from tfops.watched import MODELSERVER_INDEX, Stored
 
 
@@ -418,6 +418,26 @@ def test_a_spec_is_parsed_once_per_generation() -> None:
     recreated["metadata"]["uid"] = "u-2"
     recreated["spec"]["replicas"] = 4
     assert spec_and_plan(state, recreated)[1].replicas == 4
+
+
+def test_what_the_process_keeps_per_modelserver_goes_with_it() -> None:
+    from tfops.reconcile import spec_and_plan
+
+    state = _state()
+    kept, gone, busy = ("ml", "search"), ("ml", "deleted"), ("ml", "deleting")
+    spec_and_plan(state, _body())
+    for key in (kept, gone, busy):
+        state.lock(key)
+        state.answers[key] = {}
+        state.backoffs[key] = Backoff(generation=1, attempts=1, retry_at=0.0)
+    with state.lock(busy):
+        state.forget_deleted({kept})
+        # A pass still running for a deleted fleet keeps its lock until it ends.
+        assert set(state.locks) == {kept, busy}
+    assert set(state.answers) == set(state.backoffs) == {kept}
+    assert set(state.plans) == {kept}
+    state.forget_deleted({kept})
+    assert set(state.locks) == {kept}
 
 
 def _gated_pod(name: str, conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
