@@ -37,6 +37,7 @@ class OperatorConfig:
     serving_url_template: str = DEFAULT_SERVING_URL_TEMPLATE
     # How often every ModelServer is re-observed: drift, model states, status.
     resync_seconds: float = 10.0
+    # How long a pod's TF Serving may take to answer a model-state ask.
     model_status_timeout_seconds: float = 2.0
     # Prometheus metrics of the operator; port 0 turns them off.
     metrics_host: str = "0.0.0.0"

@@ -149,6 +149,16 @@ def test_a_namespace_pattern_is_refused_naming_the_flag_and_the_fix() -> None:
     assert "repeat --namespace for each" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "flag", ["--resync-seconds", "--model-status-timeout-seconds", "--guard-checkpoint-seconds"]
+)
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_a_duration_flag_that_is_not_a_duration_is_refused_naming_it(flag: str, value: str) -> None:
+    result = _tfops("run", flag, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"tfops run: {flag} " in result.stderr and "above 0" in result.stderr
+
+
 def test_no_command_prints_the_help_and_exits_2() -> None:
     result = _tfops()
     assert result.returncode == 2 and "usage: tfops" in result.stderr

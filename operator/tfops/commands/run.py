@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import re
 import socket
@@ -138,6 +139,13 @@ def register(commands: Any) -> None:
         default=10.0,
         help="re-observe every ModelServer this often (default %(default)s)",
     )
+    run.add_argument(
+        "--model-status-timeout-seconds",
+        type=float,
+        default=2.0,
+        help="how long a pod's TF Serving may take to answer a model-state ask before the "
+        "pod counts as not answering (default %(default)s)",
+    )
     run.add_argument("--metrics-host", default="0.0.0.0", help="metrics bind address")
     run.add_argument(
         "--metrics-port", type=int, default=8080, help="metrics port, 0 for none (default 8080)"
@@ -196,6 +204,7 @@ def run_command(args: argparse.Namespace) -> int:
     operator_config = config.OperatorConfig(
         serving_url_template=args.serving_url_template,
         resync_seconds=args.resync_seconds,
+        model_status_timeout_seconds=args.model_status_timeout_seconds,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         guard_checkpoint_seconds=args.guard_checkpoint_seconds,
@@ -218,6 +227,18 @@ def run_command(args: argparse.Namespace) -> int:
                 f"tfops run: --namespace {namespace!r} is not a namespace name (lower-case "
                 "letters, digits and '-', at most 63); repeat --namespace for each "
                 "namespace, patterns are not supported",
+                file=sys.stderr,
+            )
+            return 2
+    for flag, seconds in (
+        ("--resync-seconds", args.resync_seconds),
+        ("--model-status-timeout-seconds", args.model_status_timeout_seconds),
+        ("--guard-checkpoint-seconds", args.guard_checkpoint_seconds),
+    ):
+        if not 0 < seconds < math.inf:
+            print(
+                f"tfops run: {flag} {seconds:g} is not a duration: give a number of seconds "
+                "above 0",
                 file=sys.stderr,
             )
             return 2
