@@ -372,6 +372,37 @@ def test_a_dead_pod_costs_one_time_out_and_a_slow_one_its_slowest_answer() -> No
     assert elapsed < 1.9, f"took {elapsed:.2f} s: a time-out per model, not per pod"
 
 
+def test_a_pod_found_with_every_model_available_a_moment_ago_is_not_asked_again() -> None:
+    from tfops.model import parse_spec
+    from tfops.model_status import VersionStatus
+    from tfops.reconcile import FRESH_ANSWER_SECONDS, _model_states, _steady_answers
+    from tfops.render import Owner
+
+    asked: list[str] = []
+    spec = parse_spec(TWO_MODELS)
+    available = [VersionStatus(1, "AVAILABLE")]
+    settled = {"ranker": available, "scorer": available}
+    known = {
+        "settled": (settled, 100.0),
+        "loading": ({"ranker": available, "scorer": [VersionStatus(1, "LOADING")]}, 100.0),
+        "one-model": ({"ranker": available}, 100.0),
+        "old": (settled, 100.0 - FRESH_ANSWER_SECONDS),
+    }
+    with _serving(lambda path: asked.append(path.split("/")[1])) as template:
+        state = OperatorState(config=OperatorConfig(serving_url_template=template))
+        pods = _running_pods("settled", "loading", "one-model", "old", "new")
+        states = _model_states(state, spec, pods, known=known, now=100.5)
+    assert states["settled"] is settled
+    # Anything that could still get better, or is as old as FRESH_ANSWER_SECONDS, is asked.
+    assert sorted(set(asked)) == ["loading", "new", "old", "one-model"]
+    assert len(asked) == 8  # both models of each
+    # A reused answer keeps its time: passes a moment apart cannot keep it forever.
+    state.answers[("ml", "search")] = known
+    _steady_answers(state, Owner("search", "ml", "u-1"), states, now=100.5)
+    assert state.answers[("ml", "search")]["settled"] == (settled, 100.0)
+    assert state.answers[("ml", "search")]["new"][1] == 100.5
+
+
 def test_resync_cycles_keep_their_cadence_and_report_lag() -> None:
     from tfops.resync import next_start
 
