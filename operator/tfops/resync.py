@@ -48,14 +48,14 @@ URGENCY = {"pod": 0, "deployment": 1, "update": 1, "create": 2}
 HELD_BACK_POLL_SECONDS = 0.5
 
 
-def held_back(waiting: int, now: float, due: float, period: float) -> bool:
+def held_back(waiting: int, workers: int, now: float, due: float, period: float) -> bool:
     """Whether a resync cycle due at `due` waits for the watch-triggered passes
-    queued before it: while more wait than there are workers to run them (a creation
+    queued before it: while more wait than the `workers` that run them (a creation
     burst, a mass rollout), for at most one period. Cycles re-read every settled
     fleet, and during a burst they spent the CPU the burst needed: at 1000 fleets
     created at once, the longer the creation, the more cycles ran in it. Even so
     every fleet is re-observed at least every two periods."""
-    return waiting > EVENT_WORKERS and now < due + period
+    return waiting > workers and now < due + period
 
 
 def next_start(previous_start: float, period: float, now: float) -> tuple[float, float]:
@@ -174,7 +174,9 @@ class Resyncer:
     def run(self) -> None:
         start = time.monotonic() + self.period
         while not self.stopped.wait(max(0.0, start - time.monotonic())):
-            while held_back(self.queue.qsize(), time.monotonic(), start, self.period):
+            while held_back(
+                self.queue.qsize(), len(self.workers), time.monotonic(), start, self.period
+            ):
                 if self.stopped.wait(HELD_BACK_POLL_SECONDS):
                     return
             self.cycle()

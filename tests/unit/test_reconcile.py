@@ -404,14 +404,14 @@ def test_a_pod_found_with_every_model_available_a_moment_ago_is_not_asked_again(
 
 
 def test_a_resync_cycle_waits_for_a_backlog_of_changes_one_period_at_most() -> None:
-    from tfops.resync import EVENT_WORKERS, held_back
+    from tfops.resync import held_back
 
-    due, period = 100.0, 10.0
-    assert not held_back(EVENT_WORKERS, due, due, period)  # every waiting pass has a worker
-    assert held_back(EVENT_WORKERS + 1, due, due, period)
-    assert held_back(1000, due + period - 0.1, due, period)
+    due, period, workers = 100.0, 10.0, 16
+    assert not held_back(workers, workers, due, due, period)  # each waiting pass has a worker
+    assert held_back(workers + 1, workers, due, due, period)
+    assert held_back(1000, workers, due + period - 0.1, due, period)
     # However long the burst: every fleet is re-observed within two periods.
-    assert not held_back(1000, due + period, due, period)
+    assert not held_back(1000, workers, due + period, due, period)
 
 
 def test_resync_cycles_keep_their_cadence_and_report_lag() -> None:
