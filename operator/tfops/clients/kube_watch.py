@@ -183,6 +183,8 @@ class KindWatch:
                 logger.info("Listing %s again: %s", self.path, error)
                 resource_version = ""
             except Exception as error:  # the API server did not answer, or refused
+                if self.stopped.is_set():
+                    return  # stopped while waiting for an event: the stream's end is ours
                 logger.warning("Watch of %s failed, retrying in %.0fs: %s", self.path, delay, error)
                 self.stopped.wait(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
