@@ -615,6 +615,7 @@ def scale(
         "idle_write_requests": len(writes),
         # What they were, so a non-zero count can be told apart.
         "idle_writes_by_kind": write_kinds(writes),
+        "idle_writes": write_details(api, namespace, writes),
     }
 
 
@@ -626,6 +627,30 @@ def write_kinds(writes: list[dict[str, Any]]) -> dict[str, int]:
         what = "/".join(part for part in (ref.get("resource"), ref.get("subresource")) if part)
         kinds[f"{write.get('verb')} {what}"] += 1
     return dict(kinds)
+
+
+def write_details(
+    api: client.ApiClient, namespace: str, writes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What each write was, and for a ModelServer's status its conditions now: the
+    audit log keeps no bodies, and a write while idle is a bug to find."""
+    custom = client.CustomObjectsApi(api)
+    details = []
+    for write in writes[:20]:
+        ref = write.get("objectRef") or {}
+        detail: dict[str, Any] = {
+            "at": write.get("requestReceivedTimestamp"),
+            "what": next(iter(write_kinds([write]))),
+            "name": ref.get("name"),
+        }
+        if ref.get("resource") == PLURAL and ref.get("name"):
+            with contextlib.suppress(ApiException):
+                body = custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, ref["name"]
+                )
+                detail["conditions_now"] = (body.get("status") or {}).get("conditions")
+        details.append(detail)
+    return details
 
 
 def local_cluster(count: int) -> LocalCluster:
