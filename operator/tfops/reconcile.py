@@ -44,7 +44,8 @@ REPLICAS_HANDOVER_MANAGER = "tfops-replicas-handover"
 # resourceVersion at least as new (under load the watches lag by many seconds, and
 # judging from the stale copy would write everything again), and at most this long.
 INDEX_LAG_SECONDS = 120.0
-# A pod that answered this recently keeps its answer through a failed check.
+# A pod that answered this recently keeps its answer through a failed check
+# (at least: see unanswered_grace).
 UNANSWERED_GRACE_SECONDS = 30.0
 # A pod that answered with every model AVAILABLE this recently is not asked again.
 FRESH_ANSWER_SECONDS = 1.0
@@ -220,19 +221,28 @@ def _model_states(
     return states
 
 
+def unanswered_grace(resync_seconds: float) -> float:
+    """How long a pod's last answer outlives failed checks: three resync periods, 30 s
+    at least. A settled fleet is re-read every period, or two when a cycle waits for
+    a backlog, so one missed answer always falls within it; a fixed 30 s forgave
+    nothing once the period was longer than 15 s."""
+    return max(UNANSWERED_GRACE_SECONDS, 3 * resync_seconds)
+
+
 def _steady_answers(
     state: OperatorState,
     owner: Owner,
     states: dict[str, dict[str, list[VersionStatus]] | str],
     now: float,
 ) -> dict[str, dict[str, list[VersionStatus]] | str]:
-    """One missed answer is not an outage: a pod that answered within the last
-    UNANSWERED_GRACE_SECONDS keeps that answer through a failed check (a pod that
+    """One missed answer is not an outage: a pod that answered within the grace
+    (unanswered_grace) keeps that answer through a failed check (a pod that
     answers near the time-out would otherwise flap in and out of traffic and status).
     One that stays silent longer is reported; TF Serving's own probes still take a
     crashed pod out of traffic at once."""
     key = (owner.namespace, owner.name)
     known = state.answers.get(key, {})
+    grace = unanswered_grace(state.config.resync_seconds)
     steady: dict[str, dict[str, list[VersionStatus]] | str] = {}
     kept: dict[str, tuple[dict[str, list[VersionStatus]], float]] = {}
     for pod, answer in states.items():
@@ -242,7 +252,7 @@ def _steady_answers(
         elif isinstance(answer, dict):
             kept[pod] = (answer, now)
             steady[pod] = answer
-        elif pod in known and now - known[pod][1] <= UNANSWERED_GRACE_SECONDS:
+        elif pod in known and now - known[pod][1] <= grace:
             kept[pod] = known[pod]
             steady[pod] = known[pod][0]
         else:

@@ -562,3 +562,20 @@ def test_one_missed_answer_keeps_the_last_one_a_silence_does_not() -> None:
     assert _steady_answers(state, owner, {"a": "timed out"}, 10.0) == {"a": served}
     late = UNANSWERED_GRACE_SECONDS + 1
     assert _steady_answers(state, owner, {"a": "timed out"}, late) == {"a": "timed out"}
+
+
+def test_the_grace_for_a_missed_answer_outlasts_the_longest_wait_between_re_reads() -> None:
+    """A cycle can wait one period for a backlog, so a settled fleet is re-read up to
+    two periods apart: with a 60 s period, an answer 100 s old still covers one miss."""
+    from tfops.model_status import VersionStatus
+    from tfops.reconcile import UNANSWERED_GRACE_SECONDS, _steady_answers, unanswered_grace
+    from tfops.render import Owner
+
+    assert unanswered_grace(10.0) == UNANSWERED_GRACE_SECONDS
+    assert unanswered_grace(60.0) == 180.0
+    state = OperatorState(config=OperatorConfig(serving_url_template="", resync_seconds=60.0))
+    owner = Owner("search", "ml", "u-1")
+    served = {"ranker": [VersionStatus(version=1, state="AVAILABLE")]}
+    _steady_answers(state, owner, {"a": served}, 0.0)
+    assert _steady_answers(state, owner, {"a": "timed out"}, 100.0) == {"a": served}
+    assert _steady_answers(state, owner, {"a": "timed out"}, 181.0) == {"a": "timed out"}
