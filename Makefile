@@ -57,12 +57,14 @@ manifests:
 manifests-stdout:
 	@$(HELM) template $(MANIFEST_ARGS)
 
-# About 40 minutes: 50 latency samples; 100, 300 and 1000 ModelServers with
-# model-state checks on, each with its raw-apply baseline and 10 idle resync cycles;
-# then the leak detector and its baselines over the trace corpus (2 minutes).
+# About 30 minutes: 50 latency samples; 100, 300 and 1000 ModelServers with
+# model-state checks on, each with its raw-apply baseline, its gated floor and 10 idle
+# resync cycles (24 minutes); the API server's CPU per status patch by CRD variant
+# (3 minutes); then the leak detector and its baselines over the trace corpus (2).
 bench: $(INSTALLED) control-plane
 	$(BIN)/python -m bench.reconcile --latency-count 50 --scale-counts 100,300,1000 \
 		--soak-cycles 10
+	$(BIN)/python -m bench.crd_writes --objects 50 --rounds 40
 	$(BIN)/python -m bench.memory_guard --per-family 12 --seed 7 --long-replay-rows 1000000
 
 demo: $(INSTALLED)
