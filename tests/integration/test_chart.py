@@ -140,16 +140,15 @@ def test_install_into_namespaces_that_enforce_the_restricted_profile(
     )  # fmt: skip
     installed.cluster.wait_for_crd(CRD_NAME)
     core = client.CoreV1Api(installed.api)
+
     # Both operator pods admitted by Pod Security (restricted) and scheduled.
-    pods = wait_for(
-        lambda: (
-            [p for p in core.list_namespaced_pod(SYSTEM).items if p.spec.node_name]
-            if len(core.list_namespaced_pod(SYSTEM).items) == 2
-            else None
-        ),
-        timeout=60,
-        what="the chart's two operator pods",
-    )
+    def scheduled() -> list[Any] | None:
+        # Waits for both to be placed: returning once one was raced the scheduler.
+        items = core.list_namespaced_pod(SYSTEM).items
+        placed = [p for p in items if p.spec.node_name]
+        return placed if len(items) == len(placed) == 2 else None
+
+    pods = wait_for(scheduled, timeout=60, what="the chart's two operator pods, scheduled")
     assert len(pods) == 2
     refused = [
         e.message for e in core.list_namespaced_event(SYSTEM).items if e.reason == "FailedCreate"
