@@ -275,7 +275,7 @@ class GateOpener:
     def __init__(
         self, api: client.ApiClient, namespace: str, url_template: str, resync: float
     ) -> None:
-        self.api, self.url_template, self.resync = api, url_template, resync
+        self.url_template, self.resync = url_template, resync
         self.spec = parse_spec(SPEC)
         self.serving = {model.name: Configured.of(model) for model in self.spec.models}
         self.writer = kube.Writer(api)
